@@ -1,0 +1,13 @@
+//! livesku: watches live-commerce streams and reports which catalogue products are on screen.
+//!
+//! Data flows one way through bounded channels:
+//! `ingest` (GStreamer, one pipeline per stream) -> `sample` (keyframe rate limit, near-duplicate filter)
+//! -> encoder -> gallery search -> tracking -> publishing.
+
+pub mod cli;
+pub mod config;
+pub mod encode;
+pub mod ingest;
+pub mod messages;
+pub mod paths;
+pub mod sample;

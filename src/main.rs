@@ -1,0 +1,32 @@
+//! The `livesku` command line. Each subcommand lives in `livesku::cli::<name>`.
+
+use clap::{Parser, Subcommand};
+use livesku::cli;
+
+#[derive(Parser)]
+#[command(name = "livesku", version, about = "Live-commerce product recognition")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ingest live streams or files and print sampled keyframes, audio and status as JSON lines.
+    Ingest(cli::ingest::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    cli::init_tracing();
+    let result = match Cli::parse().command {
+        Command::Ingest(args) => cli::ingest::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            // One line, with the causes chained: "error: <what> : <why>".
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
