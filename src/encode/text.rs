@@ -1,0 +1,191 @@
+//! The text tower: `tokenizers` + ONNX Runtime, with a bounded cache of embeddings for repeated texts
+//! (product titles, recurring transcript phrases).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use ort::session::Session;
+use ort::value::TensorRef;
+use tokenizers::Tokenizer;
+
+use super::error::EncodeError;
+use super::manifest::{Manifest, TextSpec};
+use super::pooling::pool_text;
+use super::runtime::{SessionOptions, open_session};
+
+pub struct TextEncoder {
+    session: Session,
+    tokenizer: Tokenizer,
+    spec: TextSpec,
+    cache: HashMap<String, Arc<[f32]>>,
+    /// Insertion order for eviction (oldest first).
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl TextEncoder {
+    pub fn new(
+        manifest: &Manifest,
+        opts: SessionOptions,
+        cache_capacity: usize,
+    ) -> Result<Self, EncodeError> {
+        let spec = manifest.text.clone().ok_or(EncodeError::NoTextTower)?;
+        let tok_path = manifest.dir.join(&spec.tokenizer);
+        let tok_err = |reason: String| EncodeError::Tokenizer {
+            path: tok_path.display().to_string(),
+            reason,
+        };
+        let mut tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| tok_err(e.to_string()))?;
+        // Pad per batch ourselves (to the longest text) rather than to the file's fixed length.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(tokenizers::TruncationParams {
+                max_length: spec.max_length,
+                ..Default::default()
+            }))
+            .map_err(|e| tok_err(e.to_string()))?;
+        let session = open_session(&manifest.dir.join(&spec.file), opts)?;
+        Ok(TextEncoder {
+            session,
+            tokenizer,
+            spec,
+            cache: HashMap::new(),
+            order: VecDeque::new(),
+            capacity: cache_capacity,
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.spec.dim
+    }
+
+    /// Token ids and attention mask, padded to the longest text: [n, len] each, row-major.
+    pub fn tokenize(&self, texts: &[&str]) -> Result<(Vec<i64>, Vec<i64>, usize), EncodeError> {
+        let tok_err = |e: tokenizers::Error| EncodeError::Tokenizer {
+            path: self.spec.tokenizer.display().to_string(),
+            reason: e.to_string(),
+        };
+        let encodings: Vec<_> = texts
+            .iter()
+            .map(|t| self.tokenizer.encode(*t, true))
+            .collect::<Result<_, _>>()
+            .map_err(tok_err)?;
+        let len = encodings
+            .iter()
+            .map(|e| e.get_ids().len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut ids = vec![0i64; texts.len() * len];
+        let mut mask = vec![0i64; texts.len() * len];
+        for (i, e) in encodings.iter().enumerate() {
+            for (j, (&id, &m)) in e.get_ids().iter().zip(e.get_attention_mask()).enumerate() {
+                ids[i * len + j] = id as i64;
+                mask[i * len + j] = m as i64;
+            }
+        }
+        Ok((ids, mask, len))
+    }
+
+    /// One unit vector per text; cached texts skip the model.
+    pub fn encode(&mut self, texts: &[&str]) -> Result<Vec<Arc<[f32]>>, EncodeError> {
+        let mut missing: Vec<&str> = texts
+            .iter()
+            .copied()
+            .filter(|t| !self.cache.contains_key(*t))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            let fresh = self.run(&missing)?;
+            for (text, v) in missing.iter().zip(fresh) {
+                self.insert(text, v.into());
+            }
+        }
+        // A text evicted while inserting this very batch (tiny cache) is recomputed on its own.
+        texts
+            .iter()
+            .map(|t| match self.cache.get(*t) {
+                Some(v) => Ok(v.clone()),
+                None => Ok(self.run(&[t])?.remove(0).into()),
+            })
+            .collect()
+    }
+
+    fn insert(&mut self, text: &str, v: Arc<[f32]>) {
+        if self.capacity == 0 {
+            return;
+        }
+        while self.cache.len() >= self.capacity {
+            match self.order.pop_front() {
+                Some(old) => {
+                    self.cache.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.order.push_back(text.to_string());
+        self.cache.insert(text.to_string(), v);
+    }
+
+    /// Runs the model, uncached.
+    pub fn run(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EncodeError> {
+        let (ids, mask, len) = self.tokenize(texts)?;
+        self.run_tokens(&ids, &mask, texts.len(), len)
+    }
+
+    /// Runs the model on prepared token ids and mask ([n, len] each).
+    pub fn run_tokens(
+        &mut self,
+        ids: &[i64],
+        mask: &[i64],
+        n: usize,
+        len: usize,
+    ) -> Result<Vec<Vec<f32>>, EncodeError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let spec = &self.spec;
+        let types = vec![0i64; ids.len()];
+        let mut inputs = ort::inputs![
+            spec.input_ids.as_str() => TensorRef::from_array_view(([n, len], ids))?,
+            spec.attention_mask.as_str() => TensorRef::from_array_view(([n, len], mask))?,
+        ];
+        if let Some(name) = &spec.token_type_ids {
+            inputs.push((
+                name.as_str().into(),
+                TensorRef::from_array_view(([n, len], types.as_slice()))?.into(),
+            ));
+        }
+        let outputs = self.session.run(inputs)?;
+        let bad = |reason: String| EncodeError::Output {
+            name: spec.output.clone(),
+            reason,
+        };
+        let value = outputs
+            .get(&spec.output)
+            .ok_or_else(|| bad("missing from the model's outputs".into()))?;
+        let (shape, out) = value.try_extract_tensor::<f32>()?;
+        let (tokens, dim) = match **shape {
+            [b, d] if b as usize == n => (1, d as usize),
+            [b, t, d] if b as usize == n => (t as usize, d as usize),
+            ref other => return Err(bad(format!("unexpected shape {other:?} for batch {n}"))),
+        };
+        if dim != spec.dim {
+            return Err(bad(format!("dimension {dim}, manifest says {}", spec.dim)));
+        }
+        Ok(out
+            .chunks_exact(tokens * dim)
+            .enumerate()
+            .map(|(i, item)| {
+                pool_text(
+                    item,
+                    tokens,
+                    dim,
+                    &mask[i * len..(i + 1) * len],
+                    spec.pooling,
+                )
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,163 @@
+//! The visual tower: preprocessed frames in a reused batch buffer -> ONNX Runtime -> pooled unit vectors.
+
+use image::RgbImage;
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::error::EncodeError;
+use super::manifest::{Layout, Manifest, VisualSpec};
+use super::pooling::{mean_of_units, pool_visual};
+use super::preprocess::Preprocessor;
+use super::runtime::{SessionOptions, open_session};
+
+pub struct VisualEncoder {
+    session: Session,
+    spec: VisualSpec,
+    pre: Preprocessor,
+    /// NCHW (or NTCHW) input, grown to the largest batch seen and reused.
+    batch: Vec<f32>,
+}
+
+impl VisualEncoder {
+    pub fn new(manifest: &Manifest, opts: SessionOptions) -> Result<Self, EncodeError> {
+        let session = open_session(&manifest.visual_path(), opts)?;
+        let spec = manifest.visual.clone();
+        Ok(VisualEncoder {
+            session,
+            pre: Preprocessor::new(&spec),
+            spec,
+            batch: Vec::new(),
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.spec.dim
+    }
+
+    /// Floats of one model input item (T frames).
+    pub fn item_len(&self) -> usize {
+        self.pre.slot_len() * self.spec.frames
+    }
+
+    /// Input shape for `n` items.
+    pub fn input_shape(&self, n: usize) -> Vec<usize> {
+        let [h, w] = self.spec.size;
+        match self.spec.layout {
+            Layout::Nchw => vec![n, 3, h as usize, w as usize],
+            Layout::Ntchw => vec![n, self.spec.frames, 3, h as usize, w as usize],
+        }
+    }
+
+    /// One unit vector per image (single-frame models) — the per-keyframe path.
+    pub fn encode_images(&mut self, images: &[&RgbImage]) -> Result<Vec<Vec<f32>>, EncodeError> {
+        let clips: Vec<[&RgbImage; 1]> = images.iter().map(|i| [*i]).collect();
+        let refs: Vec<&[&RgbImage]> = clips.iter().map(|c| c.as_slice()).collect();
+        self.encode_clips(&refs)
+    }
+
+    /// One unit vector per clip. A T-frame model sees T frames sampled evenly from the clip (repeated when
+    /// the clip is shorter); a single-frame model embeds every frame and averages the unit vectors.
+    pub fn encode_clips(&mut self, clips: &[&[&RgbImage]]) -> Result<Vec<Vec<f32>>, EncodeError> {
+        let t = self.spec.frames;
+        let mut items: Vec<&RgbImage> = Vec::new();
+        let mut spans = Vec::with_capacity(clips.len());
+        for clip in clips {
+            let start = items.len();
+            if clip.is_empty() {
+                let source = super::preprocess::PreprocessError::Empty(0, 0);
+                return Err(EncodeError::Preprocess {
+                    index: spans.len(),
+                    source,
+                });
+            }
+            if t == 1 {
+                items.extend(clip.iter().copied());
+            } else {
+                items.extend((0..t).map(|i| clip[i * clip.len() / t]));
+            }
+            spans.push(start..items.len());
+        }
+        self.prepare(&items)?;
+        let per_item = self.run_prepared(items.len() / t)?;
+        if t > 1 {
+            return Ok(per_item);
+        }
+        Ok(spans
+            .into_iter()
+            .map(|span| {
+                if span.len() == 1 {
+                    per_item[span.start].clone()
+                } else {
+                    mean_of_units(&per_item[span], self.spec.dim)
+                }
+            })
+            .collect())
+    }
+
+    /// Preprocesses frames (T consecutive frames per item) into the batch buffer.
+    pub fn prepare(&mut self, frames: &[&RgbImage]) -> Result<(), EncodeError> {
+        let slot = self.pre.slot_len();
+        let need = frames.len() * slot;
+        if self.batch.len() < need {
+            self.batch.resize(need, 0.0);
+        }
+        for (index, (img, out)) in frames
+            .iter()
+            .zip(self.batch.chunks_exact_mut(slot))
+            .enumerate()
+        {
+            self.pre
+                .write(img, out)
+                .map_err(|source| EncodeError::Preprocess { index, source })?;
+        }
+        Ok(())
+    }
+
+    /// Runs the first `n` items of the batch buffer.
+    pub fn run_prepared(&mut self, n: usize) -> Result<Vec<Vec<f32>>, EncodeError> {
+        let len = n * self.item_len();
+        let shape = self.input_shape(n);
+        let (spec, session) = (&self.spec, &mut self.session);
+        run(session, spec, &self.batch[..len], shape)
+    }
+
+    /// Runs the tower on an already prepared input tensor (benchmarks, reference tests).
+    pub fn run_tensor(&mut self, tensor: &[f32], n: usize) -> Result<Vec<Vec<f32>>, EncodeError> {
+        let shape = self.input_shape(n);
+        run(&mut self.session, &self.spec, tensor, shape)
+    }
+}
+
+fn run(
+    session: &mut Session,
+    spec: &VisualSpec,
+    data: &[f32],
+    shape: Vec<usize>,
+) -> Result<Vec<Vec<f32>>, EncodeError> {
+    let n = shape[0];
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let input = TensorRef::from_array_view((shape, data))?;
+    let outputs = session.run(ort::inputs![spec.input.as_str() => input])?;
+    let bad = |reason: String| EncodeError::Output {
+        name: spec.output.clone(),
+        reason,
+    };
+    let value = outputs
+        .get(&spec.output)
+        .ok_or_else(|| bad("missing from the model's outputs".into()))?;
+    let (out_shape, out) = value.try_extract_tensor::<f32>()?;
+    let (tokens, dim) = match **out_shape {
+        [b, d] if b as usize == n => (1, d as usize),
+        [b, t, d] if b as usize == n => (t as usize, d as usize),
+        ref other => return Err(bad(format!("unexpected shape {other:?} for batch {n}"))),
+    };
+    if dim != spec.dim {
+        return Err(bad(format!("dimension {dim}, manifest says {}", spec.dim)));
+    }
+    Ok(out
+        .chunks_exact(tokens * dim)
+        .map(|item| pool_visual(item, tokens, dim, spec.pooling))
+        .collect())
+}

@@ -1,0 +1,74 @@
+//! Helpers shared by the recognition-core tests (encoder, batcher, gallery).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use image::{Rgb, RgbImage};
+use livesku::encode::EncoderConfig;
+
+const SETUP: &str = "run scripts/setup.sh (or scripts/setup/onnxruntime.sh and models/assemble.sh)";
+
+/// Encoder config for the assembled default model. Panics, never skips, when set-up has not been run.
+pub fn encoder_config() -> EncoderConfig {
+    let lib = livesku::paths::ort_dylib();
+    assert!(
+        lib.is_file(),
+        "ONNX Runtime library not found at {}: {SETUP}",
+        lib.display()
+    );
+    let cfg = EncoderConfig {
+        intra_threads: 2,
+        ..EncoderConfig::default()
+    };
+    let manifest = cfg.model_dir().join("manifest.toml");
+    assert!(
+        manifest.is_file(),
+        "model manifest not found at {}: {SETUP}",
+        manifest.display()
+    );
+    cfg
+}
+
+/// Python of the private venv (onnxruntime + numpy) made by models/assemble.sh.
+pub fn venv_python() -> PathBuf {
+    let py = livesku::paths::venv_python();
+    assert!(
+        py.is_file(),
+        "private Python venv not found at {}: {SETUP}",
+        py.display()
+    );
+    py
+}
+
+/// A deterministic, distinctive test picture: colour field, stripes and a box that depend on `seed`.
+pub fn picture(seed: u32, w: u32, h: u32) -> RgbImage {
+    let s = seed.wrapping_mul(2654435761);
+    let (bx, by) = ((s % w.max(1)) / 2, ((s >> 8) % h.max(1)) / 2);
+    RgbImage::from_fn(w, h, |x, y| {
+        let stripe = ((x + y * (seed % 5 + 1)) / (4 + seed % 9)) % 2 == 0;
+        let inside = x >= bx && x < bx + w / 3 && y >= by && y < by + h / 3;
+        let r = ((x * 255 / w.max(1)) as u8).wrapping_add((s >> 16) as u8);
+        let g = ((y * 255 / h.max(1)) as u8).wrapping_add((s >> 24) as u8);
+        let b = if stripe { 220 } else { 30 };
+        if inside {
+            Rgb([255 - r, b, g])
+        } else {
+            Rgb([r, g, b])
+        }
+    })
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
