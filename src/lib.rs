@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod config;
 pub mod encode;
+pub mod gallery;
 pub mod ingest;
 pub mod messages;
 pub mod paths;

@@ -14,12 +14,18 @@ struct Cli {
 enum Command {
     /// Ingest live streams or files and print sampled keyframes, audio and status as JSON lines.
     Ingest(cli::ingest::Args),
+    /// Build and update product galleries from catalogue files.
+    Gallery(cli::gallery::Args),
+    /// Measure retrieval recall of a gallery on labelled queries.
+    Eval(cli::eval::Args),
 }
 
 fn main() -> std::process::ExitCode {
     cli::init_tracing();
     let result = match Cli::parse().command {
         Command::Ingest(args) => cli::ingest::run(args),
+        Command::Gallery(args) => cli::gallery::run(args),
+        Command::Eval(args) => cli::eval::run(args),
     };
     match result {
         Ok(code) => code,

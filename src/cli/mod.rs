@@ -1,5 +1,7 @@
 //! Subcommands of the `livesku` binary. Each returns the process exit code; errors go up as `anyhow`.
 
+pub mod eval;
+pub mod gallery;
 pub mod ingest;
 
 /// Logs go to stderr (stdout carries JSON lines), filtered by `RUST_LOG` (default `warn,livesku=info`).

@@ -1,0 +1,127 @@
+//! `gallery build`: catalogue -> encoded product pages -> gallery directory. Bad lines are reported with
+//! their line number and skipped; the rest still builds.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::catalog::{CatalogEntry, parse_line};
+use super::store::{Gallery, GalleryError, Product};
+use crate::encode::{EncodeError, Encoder, Side};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot read catalogue {path}: {source}")]
+    Catalog { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Gallery(#[from] GalleryError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+/// A skipped catalogue line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skipped {
+    pub line: usize,
+    pub reason: String,
+}
+
+#[derive(Debug, Default)]
+pub struct BuildReport {
+    pub added: usize,
+    pub skipped: Vec<Skipped>,
+}
+
+/// Products encoded per model call.
+const BATCH: usize = 8;
+
+/// Adds every valid catalogue line to `gallery`. `progress` shows a bar on stderr.
+pub fn add_catalog(catalog: &Path, gallery: &mut Gallery, encoder: &mut Encoder, progress: bool) -> Result<BuildReport, BuildError> {
+    let cat_err = |source| BuildError::Catalog { path: catalog.to_path_buf(), source };
+    let text = std::fs::read(catalog).map_err(cat_err)?;
+    let base = catalog.parent().unwrap_or(Path::new("."));
+    let lines: Vec<(usize, String)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| l.map(|l| (i + 1, l)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(cat_err)?
+        .into_iter()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
+    let bar = if progress { ProgressBar::new(lines.len() as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} encoding products [{bar:30}] {pos}/{len} ({per_sec}, eta {eta}) {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut report = BuildReport::default();
+    let skip = |report: &mut BuildReport, line: usize, reason: String| {
+        bar.suspend(|| tracing::warn!(catalog = %catalog.display(), line, %reason, "catalogue line skipped"));
+        report.skipped.push(Skipped { line, reason });
+    };
+    for chunk in lines.chunks(BATCH) {
+        let mut ready: Vec<(CatalogEntry, Vec<RgbImage>)> = Vec::with_capacity(chunk.len());
+        for (number, line) in chunk {
+            match parse_line(line, *number, base).and_then(|e| load_images(&e.images).map(|imgs| (e, imgs))) {
+                Ok(item) => ready.push(item),
+                Err(reason) => skip(&mut report, *number, reason),
+            }
+        }
+        for (entry, vector) in encode_entries(encoder, &ready, &mut |line, reason| skip(&mut report, line, reason))? {
+            let product = Product { row: 0, product_id: entry.product_id.clone(), title: entry.title.clone(), metadata: entry.metadata.clone() };
+            gallery.add(&[(product, vector)])?;
+            report.added += 1;
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    report.skipped.sort_by_key(|s| s.line);
+    Ok(report)
+}
+
+/// Encodes a batch; when the batch fails, each entry alone, so a bad image costs only its line.
+fn encode_entries<'a>(
+    encoder: &mut Encoder,
+    items: &'a [(CatalogEntry, Vec<RgbImage>)],
+    skip: &mut dyn FnMut(usize, String),
+) -> Result<Vec<(&'a CatalogEntry, Vec<f32>)>, BuildError> {
+    let run = |encoder: &mut Encoder, items: &'a [(CatalogEntry, Vec<RgbImage>)]| {
+        let clips: Vec<Vec<&RgbImage>> = items.iter().map(|(_, imgs)| imgs.iter().collect()).collect();
+        let clip_refs: Vec<&[&RgbImage]> = clips.iter().map(Vec::as_slice).collect();
+        let texts: Vec<String> = items.iter().map(|(e, _)| e.text()).collect();
+        let text_refs: Vec<Option<&str>> = texts.iter().map(|t| Some(t.as_str())).collect();
+        encoder.encode(&clip_refs, &text_refs, Side::Page)
+    };
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    match run(encoder, items) {
+        Ok(vectors) => Ok(items.iter().map(|(e, _)| e).zip(vectors).collect()),
+        Err(e @ EncodeError::Runtime(_)) if items.len() > 1 => Err(e.into()),
+        Err(_) => {
+            let mut out = Vec::new();
+            for i in 0..items.len() {
+                match run(encoder, &items[i..=i]) {
+                    Ok(mut v) => out.push((&items[i].0, v.remove(0))),
+                    Err(e) => skip(items[i].0.line, format!("cannot encode: {e}")),
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn load_images(paths: &[PathBuf]) -> Result<Vec<RgbImage>, String> {
+    paths
+        .iter()
+        .map(|p| {
+            if !p.is_file() {
+                return Err(format!("image not found: {}", p.display()));
+            }
+            image::open(p).map(|i| i.to_rgb8()).map_err(|e| format!("unreadable image {}: {e}", p.display()))
+        })
+        .collect()
+}

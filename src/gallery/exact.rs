@@ -1,0 +1,103 @@
+//! Exact top-k by inner product: queries x gallery block matrix products (ndarray/matrixmultiply),
+//! gallery rows split across threads, a small sorted top-k per query.
+
+use ndarray::{ArrayView2, linalg::general_mat_mul, Array2};
+
+/// One search hit: gallery row and score (inner product).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    pub row: usize,
+    pub score: f32,
+}
+
+/// Keeps the `k` best hits, best first.
+#[derive(Debug, Clone)]
+pub struct TopK {
+    k: usize,
+    hits: Vec<Hit>,
+}
+
+impl TopK {
+    pub fn new(k: usize) -> Self {
+        TopK { k, hits: Vec::with_capacity(k + 1) }
+    }
+
+    #[inline]
+    pub fn push(&mut self, row: usize, score: f32) {
+        if self.k == 0 || (self.hits.len() == self.k && score <= self.hits[self.k - 1].score) {
+            return;
+        }
+        let at = self.hits.partition_point(|h| h.score >= score);
+        self.hits.insert(at, Hit { row, score });
+        self.hits.truncate(self.k);
+    }
+
+    pub fn merge(&mut self, other: TopK) {
+        for h in other.hits {
+            self.push(h.row, h.score);
+        }
+    }
+
+    pub fn into_hits(self) -> Vec<Hit> {
+        self.hits
+    }
+}
+
+/// Gallery rows per block: scores of a block stay in cache while top-k reads them.
+const BLOCK: usize = 4096;
+
+/// Top-k rows of `gallery` (n x dim, row-major) for each query (m x dim), skipping rows for which
+/// `skip(row)` is true (removed products).
+pub fn search(gallery: &[f32], dim: usize, queries: &[f32], k: usize, skip: &(dyn Fn(usize) -> bool + Sync)) -> Vec<Vec<Hit>> {
+    let n = gallery.len() / dim;
+    let m = queries.len() / dim;
+    if m == 0 {
+        return Vec::new();
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n.div_ceil(BLOCK)).max(1);
+    let per = n.div_ceil(threads).div_ceil(BLOCK) * BLOCK;
+    let q = ArrayView2::from_shape((m, dim), queries).expect("queries length is a multiple of dim");
+    let partial: Vec<Vec<TopK>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (start, end) = ((t * per).min(n), ((t + 1) * per).min(n));
+                let q = q.view();
+                s.spawn(move || search_range(gallery, dim, q, start, end, k, skip))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("search thread panicked")).collect()
+    });
+    let mut merged: Vec<TopK> = (0..m).map(|_| TopK::new(k)).collect();
+    for part in partial {
+        for (acc, p) in merged.iter_mut().zip(part) {
+            acc.merge(p);
+        }
+    }
+    merged.into_iter().map(TopK::into_hits).collect()
+}
+
+fn search_range(gallery: &[f32], dim: usize, q: ArrayView2<f32>, start: usize, end: usize, k: usize, skip: &(dyn Fn(usize) -> bool + Sync)) -> Vec<TopK> {
+    let m = q.nrows();
+    let mut tops: Vec<TopK> = (0..m).map(|_| TopK::new(k)).collect();
+    let mut scores = Array2::<f32>::zeros((m, BLOCK));
+    let mut b0 = start;
+    while b0 < end {
+        let b1 = (b0 + BLOCK).min(end);
+        let rows = b1 - b0;
+        let g = ArrayView2::from_shape((rows, dim), &gallery[b0 * dim..b1 * dim]).expect("block shape");
+        let mut s = scores.slice_mut(ndarray::s![.., ..rows]);
+        general_mat_mul(1.0, &q, &g.t(), 0.0, &mut s);
+        for (qi, top) in tops.iter_mut().enumerate() {
+            let row = s.row(qi);
+            for (j, &score) in row.iter().enumerate() {
+                if top.hits.len() < top.k || score > top.hits[top.k - 1].score {
+                    if !skip(b0 + j) {
+                        top.push(b0 + j, score);
+                    }
+                }
+            }
+        }
+        b0 = b1;
+    }
+    tops
+}

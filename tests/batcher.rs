@@ -1,0 +1,186 @@
+//! The shared dynamic batcher: identity of every result under concurrent streams, per-stream order,
+//! fairness between a busy and a quiet stream, and the real encoder behind it.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use image::RgbImage;
+use livesku::encode::{BatchEncode, Batcher, BatcherConfig, EncodeError, EncodeRequest, Encoder, Side};
+use livesku::messages::Keyframe;
+
+/// Encodes the identity painted into the image (stream index, seq) so results can be checked; takes
+/// `delay` per batch like a model would.
+struct Fake {
+    delay: Duration,
+    batches: Arc<AtomicUsize>,
+}
+
+impl BatchEncode for Fake {
+    fn encode_batch(&mut self, images: &[&RgbImage], texts: &[Option<&str>]) -> Result<Vec<Vec<f32>>, EncodeError> {
+        std::thread::sleep(self.delay);
+        let batch = self.batches.fetch_add(1, Ordering::SeqCst) as f32;
+        Ok(images
+            .iter()
+            .zip(texts)
+            .map(|(img, t)| {
+                let p = img.get_pixel(0, 0).0;
+                let seq = u32::from_le_bytes([p[1], p[2], img.get_pixel(1, 0).0[0], 0]);
+                vec![p[0] as f32, seq as f32, t.map_or(0.0, |t| t.len() as f32), batch]
+            })
+            .collect())
+    }
+}
+
+fn frame(stream: &str, index: u8, seq: u64) -> Keyframe {
+    let mut img = RgbImage::new(4, 4);
+    let b = (seq as u32).to_le_bytes();
+    img.put_pixel(0, 0, image::Rgb([index, b[0], b[1]]));
+    img.put_pixel(1, 0, image::Rgb([b[2], 0, 0]));
+    Keyframe { stream_id: stream.into(), seq, pts_ms: seq * 40, captured_at: SystemTime::now(), image: img, phash: seq }
+}
+
+#[test]
+fn results_keep_their_frame_under_concurrent_streams() {
+    let cfg = BatcherConfig { max_batch: 7, max_wait: Duration::from_millis(3), queue_per_stream: 4, output_capacity: 16 };
+    let (batcher, out) = Batcher::start(Fake { delay: Duration::from_millis(1), batches: Arc::default() }, cfg).unwrap();
+    let streams = 6u8;
+    let per_stream = 300u64;
+    let mut producers = Vec::new();
+    for s in 0..streams {
+        let tx = batcher.stream(format!("stream-{s}").into()).unwrap();
+        producers.push(std::thread::spawn(move || {
+            for seq in 0..per_stream {
+                let text = (seq % 3 == 0).then(|| "x".repeat(seq as usize % 11));
+                tx.send(EncodeRequest { frame: frame(&format!("stream-{s}"), s, seq), text }).unwrap();
+                if seq % 50 == s as u64 {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }));
+    }
+    let metrics = batcher.metrics();
+    let collector = std::thread::spawn(move || out.iter().collect::<Vec<_>>());
+    for p in producers {
+        p.join().unwrap();
+    }
+    batcher.finish();
+    let results = collector.join().unwrap();
+
+    assert_eq!(results.len(), (streams as u64 * per_stream) as usize);
+    let mut last: HashMap<String, i64> = HashMap::new();
+    for r in &results {
+        let idx: u8 = r.frame.stream_id.trim_start_matches("stream-").parse().unwrap();
+        assert_eq!(r.embedding[0], idx as f32, "embedding of another stream's frame");
+        assert_eq!(r.embedding[1], r.frame.seq as f32, "embedding of another frame");
+        let text_len = r.text.as_ref().map_or(0, |t| t.len());
+        assert_eq!(r.embedding[2], text_len as f32, "text of another frame");
+        assert_eq!(r.frame.pts_ms, r.frame.seq * 40);
+        let prev = last.insert(r.frame.stream_id.to_string(), r.frame.seq as i64).unwrap_or(-1);
+        assert_eq!(prev + 1, r.frame.seq as i64, "stream order broken in {}", r.frame.stream_id);
+    }
+    assert_eq!(metrics.batch_size.count() as f64 * metrics.batch_size.mean(), results.len() as f64);
+    assert!(metrics.batch_size.mean() > 1.0, "no batching happened");
+    assert_eq!(metrics.queue_wait_us.count(), results.len() as u64);
+}
+
+#[test]
+fn busy_streams_cannot_starve_a_quiet_one() {
+    let batch_time = Duration::from_millis(25);
+    let cfg = BatcherConfig { max_batch: 4, max_wait: Duration::from_millis(5), queue_per_stream: 16, output_capacity: 1024 };
+    let (batcher, out) = Batcher::start(Fake { delay: batch_time, batches: Arc::default() }, cfg).unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut busy = Vec::new();
+    for s in 0..3u8 {
+        let tx = batcher.stream(format!("busy-{s}").into()).unwrap();
+        let stop = stop.clone();
+        // Keeps its queue full: 3 x 16 frames ahead of anyone arriving later, 12 batches' worth.
+        busy.push(std::thread::spawn(move || {
+            let mut seq = 0;
+            while !stop.load(Ordering::SeqCst) {
+                if tx.send(EncodeRequest { frame: frame("busy", s, seq), text: None }).is_err() {
+                    break;
+                }
+                seq += 1;
+            }
+        }));
+    }
+    std::thread::sleep(batch_time * 4);
+    let quiet = batcher.stream("quiet".into()).unwrap();
+    let collector = std::thread::spawn(move || out.iter().collect::<Vec<_>>());
+    for seq in 0..5 {
+        quiet.send(EncodeRequest { frame: frame("quiet", 9, seq), text: None }).unwrap();
+        std::thread::sleep(batch_time * 3);
+    }
+    stop.store(true, Ordering::SeqCst);
+    drop(quiet);
+    // Let producers notice the stop flag while the worker keeps draining.
+    for b in busy {
+        b.join().unwrap();
+    }
+    batcher.finish();
+    let results = collector.join().unwrap();
+    let quiet_waits: Vec<Duration> = results.iter().filter(|r| &*r.frame.stream_id == "quiet").map(|r| r.waited).collect();
+    assert_eq!(quiet_waits.len(), 5);
+    let busy_mean = {
+        let w: Vec<_> = results.iter().filter(|r| &*r.frame.stream_id == "busy").map(|r| r.waited).collect();
+        w.iter().sum::<Duration>() / w.len() as u32
+    };
+    // Round-robin puts a quiet frame into the next batch (<= ~2 batch times); a shared FIFO would make it
+    // wait behind the busy backlog (~12 batch times), like the busy frames do.
+    let worst = quiet_waits.iter().max().unwrap();
+    assert!(*worst < batch_time * 5, "quiet stream waited {worst:?} (busy mean {busy_mean:?})");
+    assert!(busy_mean > *worst, "busy mean {busy_mean:?} vs quiet worst {worst:?}");
+}
+
+#[test]
+fn real_encoder_behind_the_batcher_matches_direct_encoding() {
+    let cfg = support::encoder_config();
+    let mut direct = Encoder::open(&cfg).unwrap();
+    let streams = 3u8;
+    let per = 4u64;
+    let pic = |s: u8, seq: u64| support::picture(s as u32 * 100 + seq as u32, 224, 224);
+    let text = |s: u8, seq: u64| (seq % 2 == 0).then(|| format!("stream {s} says product {seq}"));
+    let mut expected: HashMap<(u8, u64), Vec<f32>> = HashMap::new();
+    for s in 0..streams {
+        for seq in 0..per {
+            let img = pic(s, seq);
+            let t = text(s, seq);
+            let clip: &[&RgbImage] = &[&img];
+            expected.insert((s, seq), direct.encode(&[clip], &[t.as_deref()], Side::Query).unwrap().remove(0));
+        }
+    }
+    drop(direct);
+
+    let bcfg = BatcherConfig { max_batch: 5, max_wait: Duration::from_millis(30), queue_per_stream: 2, output_capacity: 4 };
+    let (batcher, out) = Batcher::start(Encoder::open(&cfg).unwrap(), bcfg).unwrap();
+    let started = Instant::now();
+    let mut producers = Vec::new();
+    for s in 0..streams {
+        let tx = batcher.stream(format!("{s}").into()).unwrap();
+        producers.push(std::thread::spawn(move || {
+            for seq in 0..per {
+                let mut f = frame("", 0, seq);
+                f.stream_id = format!("{s}").into();
+                f.image = pic(s, seq);
+                tx.send(EncodeRequest { frame: f, text: text(s, seq) }).unwrap();
+            }
+        }));
+    }
+    let collector = std::thread::spawn(move || out.iter().collect::<Vec<_>>());
+    for p in producers {
+        p.join().unwrap();
+    }
+    batcher.finish();
+    let results = collector.join().unwrap();
+    assert_eq!(results.len(), (streams as u64 * per) as usize, "after {:?}", started.elapsed());
+    for r in results {
+        let s: u8 = r.frame.stream_id.parse().unwrap();
+        let want = &expected[&(s, r.frame.seq)];
+        let diff = support::max_abs_diff(&r.embedding, want);
+        assert!(diff < 1e-4, "stream {s} seq {}: differs from its own direct embedding by {diff}", r.frame.seq);
+    }
+}
