@@ -46,3 +46,53 @@ fn bad_catalogue_lines_are_reported_and_skipped() {
     assert_eq!(g.product(a).metadata["price"], serde_json::json!(2.5));
     assert!(g.row_of("b").is_some());
 }
+
+/// The command line: bad lines on stderr with their numbers, exit status 3, and `eval` ending with its
+/// JSON line.
+#[test]
+fn gallery_build_and_eval_commands() {
+    support::encoder_config();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        support::picture(10 + i as u32, 256, 256).save(d.join(format!("{name}.png"))).unwrap();
+    }
+    let catalog = [
+        r#"{"product_id": "a", "title": "Red box", "images": ["a.png"]}"#,
+        r#"{"product_id": "b", "title": "Blue tin", "images": ["b.png"]}"#,
+        r#"not json"#,
+        r#"{"product_id": "c", "title": "Green bag", "images": ["c.png"]}"#,
+    ];
+    std::fs::write(d.join("catalog.jsonl"), catalog.join("\n")).unwrap();
+    let bin = env!("CARGO_BIN_EXE_livesku");
+    let out = std::process::Command::new(bin)
+        .args(["gallery", "build", "--threads", "2", "--catalog"])
+        .arg(d.join("catalog.jsonl"))
+        .arg("--out")
+        .arg(d.join("g"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("catalog.jsonl:3: skipped: invalid JSON"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    assert_eq!((summary["added"].as_u64(), summary["skipped"].as_u64()), (Some(3), Some(1)));
+
+    let queries = [
+        r#"{"images": ["a.png"], "product_id": "a"}"#,
+        r#"{"images": ["b.png", "b.png"], "text": "blue tin", "product_id": "b"}"#,
+        r#"{"images": ["c.png"], "product_id": "c"}"#,
+    ];
+    std::fs::write(d.join("queries.jsonl"), queries.join("\n")).unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["eval", "--threads", "2", "--k", "2", "--gallery"])
+        .arg(d.join("g"))
+        .arg("--queries")
+        .arg(d.join("queries.jsonl"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last, serde_json::json!({"n": 3, "r1": 1.0, "r5": 1.0}), "{stdout}");
+}
