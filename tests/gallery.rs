@@ -132,3 +132,31 @@ fn hnsw_recall_against_exact() {
     let rows = ann.add(&[(product("fresh", 0), fresh.clone())]).unwrap();
     assert_eq!(ann.search(&fresh, 1)[0][0].row, rows[0]);
 }
+
+/// Fused page vectors have norm sqrt(2) and weighted queries any norm: HNSW must still rank like exact.
+#[test]
+fn hnsw_handles_fused_vector_norms() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manifest(&tmp.path().join("model"), None);
+    let (dim, half) = (m.embedding_dim(), m.embedding_dim() / 2);
+    let mut rng = Rng::new(5);
+    let parts = clustered(&mut rng, 4000, half, 40);
+    let dir = tmp.path().join("g");
+    let mut g = Gallery::create(&dir, &m).unwrap();
+    let items: Vec<_> = (0..2000)
+        .map(|i| {
+            let mut v = parts[i].clone();
+            // Some products without text: text part zero, norm 1.
+            v.extend(if i % 10 == 0 { vec![0.0; half] } else { parts[2000 + i].clone() });
+            (product(&format!("p{i}"), i), v)
+        })
+        .collect();
+    g.add(&items).unwrap();
+    let queries: Vec<f32> = (0..100).flat_map(|i| items[i * 17].1.iter().enumerate().map(|(j, x)| if j < half { x * 1.0 } else { x * 0.4 }).collect::<Vec<_>>()).collect();
+    assert_eq!(queries.len(), 100 * dim);
+    let exact = Searcher::new(Gallery::open(&dir, Some(&m)).unwrap(), &GalleryConfig { index: IndexKind::Exact, ..Default::default() });
+    let ann = Searcher::new(g, &GalleryConfig { index: IndexKind::Hnsw, ..Default::default() });
+    let (t, a) = (exact.search(&queries, 1), ann.search(&queries, 1));
+    let agree = t.iter().zip(&a).filter(|(t, a)| t[0].row == a[0].row && (t[0].score - a[0].score).abs() < 1e-3).count();
+    assert!(agree >= 95, "HNSW agrees with exact on {agree}/100 (rows and scores)");
+}

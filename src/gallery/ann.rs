@@ -1,7 +1,8 @@
 //! Approximate search for large galleries: an HNSW graph (`hnsw_rs`) over the gallery vectors, with
-//! inner-product distance. Gallery vectors all have the same norm (unit parts), so inner-product order is
-//! cosine order and the graph is built in a proper metric space. Removed rows are filtered at query time;
-//! added rows are inserted into the live graph.
+//! inner-product distance `offset - <a, b>`. Gallery vectors have (nearly) equal norms (unit parts), so
+//! inner-product order is cosine order. `hnsw_rs` needs distances >= 0: `offset` is the largest squared row
+//! norm and queries are scaled to that norm, which keeps their ranking. Removed rows are filtered at query
+//! time; added rows are inserted into the live graph.
 
 use anndists::dist::Distance;
 use hnsw_rs::hnsw::Hnsw;
@@ -10,13 +11,15 @@ use hnsw_rs::prelude::FilterT;
 use super::config::HnswParams;
 use super::exact::Hit;
 
-/// 1 - <a, b>, written so the compiler vectorises it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NegDot;
+/// `offset - <a, b>`, clamped at 0.
+#[derive(Debug, Clone, Copy)]
+pub struct NegDot {
+    offset: f32,
+}
 
 impl Distance<f32> for NegDot {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        1.0 - dot(a, b)
+        (self.offset - dot(a, b)).max(0.0)
     }
 }
 
@@ -37,6 +40,8 @@ pub struct AnnIndex {
     hnsw: Hnsw<'static, f32, NegDot>,
     params: HnswParams,
     dim: usize,
+    /// Largest squared row norm seen at build time (the distance offset).
+    offset: f32,
 }
 
 struct Skip<'a>(&'a (dyn Fn(usize) -> bool + Sync));
@@ -52,13 +57,14 @@ impl AnnIndex {
     pub fn build(vectors: &[f32], dim: usize, params: HnswParams, skip: &(dyn Fn(usize) -> bool + Sync)) -> Self {
         let n = vectors.len() / dim;
         let layers = 16.min((n.max(2) as f64).ln().ceil() as usize).max(1);
-        let hnsw = Hnsw::new(params.m, n.max(1), layers, params.ef_construction, NegDot);
         let rows: Vec<(&[f32], usize)> =
             (0..n).filter(|r| !skip(*r)).map(|r| (&vectors[r * dim..(r + 1) * dim], r)).collect();
+        let offset = rows.iter().map(|(v, _)| dot(v, v)).fold(1.0f32, f32::max) * 1.0001;
+        let hnsw = Hnsw::new(params.m, n.max(1), layers, params.ef_construction, NegDot { offset });
         for chunk in rows.chunks(65_536) {
             hnsw.parallel_insert_slice(&chunk.to_vec());
         }
-        let mut index = AnnIndex { hnsw, params, dim };
+        let mut index = AnnIndex { hnsw, params, dim, offset };
         index.hnsw.set_searching_mode(true);
         index
     }
@@ -71,13 +77,24 @@ impl AnnIndex {
         self.hnsw.set_searching_mode(true);
     }
 
+    /// Search breadth (recall/speed trade-off).
+    pub fn set_ef_search(&mut self, ef: usize) {
+        self.params.ef_search = ef.max(1);
+    }
+
     pub fn search(&self, query: &[f32], k: usize, skip: &(dyn Fn(usize) -> bool + Sync)) -> Vec<Hit> {
         let ef = self.params.ef_search.max(k);
         let filter = Skip(skip);
+        let norm = dot(query, query).sqrt();
+        if norm == 0.0 {
+            return Vec::new();
+        }
+        let scale = self.offset.sqrt() / norm;
+        let scaled: Vec<f32> = query.iter().map(|x| x * scale).collect();
         self.hnsw
-            .search_filter(query, k, ef, Some(&filter))
+            .search_filter(&scaled, k, ef, Some(&filter))
             .into_iter()
-            .map(|n| Hit { row: n.d_id, score: 1.0 - n.distance })
+            .map(|n| Hit { row: n.d_id, score: (self.offset - n.distance) / scale })
             .collect()
     }
 }
