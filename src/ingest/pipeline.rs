@@ -68,11 +68,21 @@ pub fn build(
     }
 
     let pipeline_weak = pipeline.downgrade();
+    let branches = [video.clone(), audio.clone()];
     decode.connect_pad_added(move |_, pad| {
         let Some(pipeline) = pipeline_weak.upgrade() else {
             return;
         };
         link_decoded_pad(&pipeline, pad, &video, &audio);
+    });
+    // A source without audio (or video) leaves a branch unlinked; the pipeline only reports EOS when
+    // every sink has seen it, so end the unused branch at once.
+    decode.connect_no_more_pads(move |_| {
+        for sink in branches.iter().filter_map(|b| b.static_pad("sink")) {
+            if !sink.is_linked() {
+                sink.send_event(gst::event::Eos::new());
+            }
+        }
     });
     Ok(Built {
         pipeline,
