@@ -133,3 +133,14 @@ fn encoder_matches_python_onnxruntime() {
         "fused dot {dot} vs weighted cosines {expect}"
     );
 }
+
+/// A GPU provider that cannot be used (this build has no `cuda` feature, or no GPU) falls back to the CPU
+/// with a warning instead of failing.
+#[test]
+fn unavailable_gpu_provider_falls_back_to_cpu() {
+    let cfg = livesku::encode::EncoderConfig { provider: livesku::encode::Provider::Cuda(0), ..support::encoder_config() };
+    let mut enc = Encoder::open(&cfg).expect("falls back to CPU");
+    let img = support::picture(5, 224, 224);
+    let v = enc.visual.encode_images(&[&img]).unwrap();
+    assert_eq!(v[0].len(), enc.manifest.visual.dim);
+}

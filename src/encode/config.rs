@@ -131,3 +131,22 @@ impl EncoderConfig {
             .unwrap_or_else(|| crate::paths::model_dir("default"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn providers_parse_and_bad_values_name_the_key() {
+        assert_eq!("cpu".parse(), Ok(Provider::Cpu));
+        assert_eq!("cuda:1".parse(), Ok(Provider::Cuda(1)));
+        assert_eq!("tensorrt:0".parse(), Ok(Provider::TensorRt(0)));
+        assert!("cuda:x".parse::<Provider>().is_err());
+        assert!("rocm:0".parse::<Provider>().is_err());
+        let cfg: EncoderConfig = toml::from_str("provider = \"cuda:2\"\nmax_batch = 32").unwrap();
+        assert_eq!((cfg.provider, cfg.max_batch, cfg.max_wait_ms), (Provider::Cuda(2), 32, 50));
+        assert!(toml::from_str::<EncoderConfig>("max_bach = 3").is_err(), "unknown keys are rejected");
+        let err = EncoderConfig { max_batch: 0, ..Default::default() }.validate().unwrap_err();
+        assert!(err.to_string().contains("encoder.max_batch"), "{err}");
+    }
+}

@@ -82,9 +82,9 @@ impl AnnIndex {
         self.params.ef_search = ef.max(1);
     }
 
-    pub fn search(&self, query: &[f32], k: usize, skip: &(dyn Fn(usize) -> bool + Sync)) -> Vec<Hit> {
+    /// `skip` filters out removed rows; pass `None` when there are none (filtered search is slower).
+    pub fn search(&self, query: &[f32], k: usize, skip: Option<&(dyn Fn(usize) -> bool + Sync)>) -> Vec<Hit> {
         let ef = self.params.ef_search.max(k);
-        let filter = Skip(skip);
         let norm = dot(query, query).sqrt();
         if norm == 0.0 {
             return Vec::new();
@@ -92,7 +92,7 @@ impl AnnIndex {
         let scale = self.offset.sqrt() / norm;
         let scaled: Vec<f32> = query.iter().map(|x| x * scale).collect();
         self.hnsw
-            .search_filter(&scaled, k, ef, Some(&filter))
+            .search_filter(&scaled, k, ef, skip.map(Skip).as_ref().map(|f| f as &dyn FilterT))
             .into_iter()
             .map(|n| Hit { row: n.d_id, score: (self.offset - n.distance) / scale })
             .collect()

@@ -32,7 +32,10 @@ impl Searcher {
         let g = &self.gallery;
         let skip = |r: usize| g.is_removed(r);
         match &self.ann {
-            Some(ann) => queries.chunks_exact(g.dim()).map(|q| ann.search(q, k, &skip)).collect(),
+            Some(ann) => {
+                let filter: Option<&(dyn Fn(usize) -> bool + Sync)> = if g.has_removed() { Some(&skip) } else { None };
+                queries.chunks_exact(g.dim()).map(|q| ann.search(q, k, filter)).collect()
+            }
             None => exact::search(g.vectors(), g.dim(), queries, k, &skip),
         }
     }

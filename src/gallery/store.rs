@@ -206,6 +206,10 @@ impl Gallery {
         self.by_id.get(product_id).copied()
     }
 
+    pub fn has_removed(&self) -> bool {
+        !self.removed.is_empty()
+    }
+
     pub fn is_removed(&self, row: usize) -> bool {
         self.removed.contains(&row)
     }
