@@ -175,3 +175,18 @@ mod tests {
         assert!(err.contains("widht"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    /// The documented example must stay parseable and valid.
+    #[test]
+    fn example_config_parses() {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            ingest: super::IngestConfig,
+        }
+        let f: File = toml::from_str(include_str!("../config/livesku.example.toml")).unwrap();
+        f.ingest.validate().unwrap();
+    }
+}

@@ -40,6 +40,9 @@ pub fn build(
     let pipeline = gst::Pipeline::new();
     let decode = gst::ElementFactory::make("uridecodebin")
         .property("uri", &source.uri)
+        // Network buffering (queue2/multiqueue) defaults to 2 MB per stream; live streams are consumed as
+        // they arrive, so a quarter of that is plenty and keeps the per-stream footprint small.
+        .property("buffer-size", 512 * 1024i32)
         .build()
         .map_err(|e| missing("uridecodebin", "gstreamer1.0-plugins-base", e))?;
 

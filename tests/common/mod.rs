@@ -285,3 +285,12 @@ pub fn run_livesku(args: &[&str], timeout: Duration) -> Run {
     assert!(!stderr.contains("panicked"), "livesku panicked:\n{stderr}");
     Run { lines, stderr, success: status.success(), elapsed: start.elapsed() }
 }
+
+/// Publishes an MP4 (H.264 + AAC) file to an RTMP URL in real time, without re-encoding.
+pub fn publish_file_rtmp(file: &Path, url: &str) -> Proc {
+    gst_launch(&format!(
+        "filesrc location={} ! qtdemux name=d d.video_0 ! queue ! h264parse ! flvmux name=m streamable=true \
+         ! rtmp2sink location={url} sync=true d.audio_0 ! queue ! aacparse ! m.",
+        file.display()
+    ))
+}
