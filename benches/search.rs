@@ -34,8 +34,32 @@ fn normalise(v: &mut [f32]) {
     v.iter_mut().for_each(|x| *x /= n);
 }
 
-/// n unit vectors around n/100 random centres (spread comparable to product families).
+/// n unit vectors. `LIVESKU_BENCH_DATA=latent` (default): clusters in a 32-dimensional latent space mapped
+/// to 384 dimensions by a fixed random matrix plus a little noise: low intrinsic dimension, like real
+/// embeddings. `iso`: n/100 random centres with isotropic 384-dimensional noise, a worst case for graphs.
 fn gallery(n: usize, seed: u64) -> Vec<f32> {
+    if std::env::var("LIVESKU_BENCH_DATA").as_deref() == Ok("iso") {
+        return gallery_iso(n, seed);
+    }
+    const LATENT: usize = 32;
+    let mut rng = Rng(seed | 1);
+    let proj: Vec<f32> = (0..DIM * LATENT).map(|_| rng.f()).collect();
+    let clusters = (n / 100).max(1);
+    let centres: Vec<f32> = (0..clusters * LATENT).map(|_| 2.0 * rng.f()).collect();
+    let mut out = vec![0f32; n * DIM];
+    let mut z = [0f32; LATENT];
+    for (i, v) in out.chunks_exact_mut(DIM).enumerate() {
+        let c = &centres[(i % clusters) * LATENT..(i % clusters + 1) * LATENT];
+        z.iter_mut().zip(c).for_each(|(z, c)| *z = c + 0.5 * rng.f());
+        for (d, x) in v.iter_mut().enumerate() {
+            *x = proj[d * LATENT..(d + 1) * LATENT].iter().zip(&z).map(|(p, z)| p * z).sum::<f32>() + 0.02 * rng.f();
+        }
+        normalise(v);
+    }
+    out
+}
+
+fn gallery_iso(n: usize, seed: u64) -> Vec<f32> {
     let mut rng = Rng(seed | 1);
     let clusters = (n / 100).max(1);
     let mut centres = vec![0f32; clusters * DIM];
@@ -87,6 +111,7 @@ fn main() {
     drop(g);
 
     let n = env("LIVESKU_BENCH_ANN_N", 1_000_000);
+    println!("ANN data: {}", std::env::var("LIVESKU_BENCH_DATA").unwrap_or_else(|_| "latent".into()));
     let params = HnswParams { m: env("LIVESKU_BENCH_M", 16), ef_construction: env("LIVESKU_BENCH_EFC", 100), ef_search: 64 };
     let g = gallery(n, 3);
     let q = queries(&g, m, 4);

@@ -56,7 +56,7 @@ pub fn search(gallery: &[f32], dim: usize, queries: &[f32], k: usize, skip: &(dy
     }
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n.div_ceil(BLOCK)).max(1);
     let per = n.div_ceil(threads).div_ceil(BLOCK) * BLOCK;
-    let q = ArrayView2::from_shape((m, dim), queries).expect("queries length is a multiple of dim");
+    let Ok(q) = ArrayView2::from_shape((m, dim), &queries[..m * dim]) else { return Vec::new() };
     let partial: Vec<Vec<TopK>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -84,7 +84,7 @@ fn search_range(gallery: &[f32], dim: usize, q: ArrayView2<f32>, start: usize, e
     while b0 < end {
         let b1 = (b0 + BLOCK).min(end);
         let rows = b1 - b0;
-        let g = ArrayView2::from_shape((rows, dim), &gallery[b0 * dim..b1 * dim]).expect("block shape");
+        let Ok(g) = ArrayView2::from_shape((rows, dim), &gallery[b0 * dim..b1 * dim]) else { break };
         let mut s = scores.slice_mut(ndarray::s![.., ..rows]);
         general_mat_mul(1.0, &q, &g.t(), 0.0, &mut s);
         for (qi, top) in tops.iter_mut().enumerate() {
