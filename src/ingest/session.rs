@@ -35,6 +35,8 @@ pub(super) struct Session {
     video: Mutex<VideoState>,
     audio: Mutex<AudioState>,
     audio_chunk_samples: usize,
+    /// Files block on a full channel; live streams drop (and count) instead.
+    block_when_full: bool,
 }
 
 struct VideoState {
@@ -57,6 +59,7 @@ impl Session {
         heartbeat: Arc<Heartbeat>,
         outputs: Outputs,
         offset_ms: u64,
+        block_when_full: bool,
     ) -> Arc<Self> {
         let limiter = (cfg.decode == DecodeMode::All).then(|| RateLimiter::new(cfg.max_rate_hz));
         Arc::new(Self {
@@ -74,6 +77,7 @@ impl Session {
             }),
             audio: Mutex::new(AudioState::default()),
             audio_chunk_samples: (AUDIO_RATE as usize * cfg.audio_chunk_ms as usize) / 1000,
+            block_when_full,
         })
     }
 
@@ -145,7 +149,13 @@ impl Session {
             image,
             phash: hash,
         };
-        match self.outputs.keyframes.try_send(frame) {
+        // A file has no deadline: wait for the consumer instead of dropping (GStreamer simply pauses).
+        let sent = if self.block_when_full {
+            self.outputs.keyframes.send(frame).map_err(|e| TrySendError::Disconnected(e.0))
+        } else {
+            self.outputs.keyframes.try_send(frame)
+        };
+        match sent {
             Ok(()) => self.stats.keyframe_delivered(),
             Err(TrySendError::Full(_)) => {
                 self.stats.dropped.fetch_add(1, Relaxed);
@@ -198,7 +208,12 @@ impl Session {
             sample_rate: AUDIO_RATE,
             samples,
         };
-        match self.outputs.audio.try_send(chunk) {
+        let sent = if self.block_when_full {
+            self.outputs.audio.send(chunk).map_err(|e| TrySendError::Disconnected(e.0))
+        } else {
+            self.outputs.audio.try_send(chunk)
+        };
+        match sent {
             Ok(()) => {
                 self.stats.audio_ms.fetch_add(ms, Relaxed);
             }

@@ -176,6 +176,7 @@ impl Supervisor {
             heartbeat.clone(),
             self.outputs.clone(),
             offset_ms,
+            !self.source.live,
         );
         session.install(&built.keyframes, &built.audio);
         let pipeline = built.pipeline;
@@ -218,7 +219,8 @@ impl Supervisor {
                         running = true;
                         self.announce(StreamState::Running, None);
                     }
-                    if heartbeat.idle() > stall {
+                    // A file never stalls; a quiet one is waiting for its consumer (see Session).
+                    if self.source.live && heartbeat.idle() > stall {
                         let what = if heartbeat.seen() { "no data" } else { "no data since connecting" };
                         return End::Retry(format!(
                             "{what} for {:.0} s (publisher gone, wrong stream key, or stalled source)",
