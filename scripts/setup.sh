@@ -29,12 +29,12 @@ for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
-    say "1/4 installing system packages: ${missing[*]}"
+    say "1/5 installing system packages: ${missing[*]}"
     $SUDO apt-get update -qq || die "apt-get update failed (is a Debian mirror reachable?)"
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
         || die "apt-get install failed for: ${missing[*]}"
 else
-    say "1/4 system packages: ok"
+    say "1/5 system packages: ok"
 fi
 # Installing nginx may start the system service; livesku runs its own private instances.
 if pgrep -f "nginx: master process /usr/sbin/nginx" >/dev/null 2>&1; then
@@ -42,11 +42,14 @@ if pgrep -f "nginx: master process /usr/sbin/nginx" >/dev/null 2>&1; then
 fi
 command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup), 1.95 or newer"
 
-say "2/4 ONNX Runtime library"
+say "2/5 ONNX Runtime library"
 bash scripts/setup/onnxruntime.sh || die "ONNX Runtime set-up failed (see above)"
-say "3/4 model files"
+say "3/5 model files"
 bash models/assemble.sh || die "model assembly failed (see above)"
-say "4/4 checking GStreamer elements"
+say "4/5 test broker and demo products"
+bash scripts/setup/tansu.sh || die "test broker (tansu) set-up failed (see above)"
+bash scripts/setup/demo-assets.sh || die "demo product set-up failed (see above)"
+say "5/5 checking GStreamer elements"
 for e in uridecodebin rtmp2src rtmp2sink hlsdemux2 hlssink2 avdec_h264 x264enc voaacenc flvmux videoconvertscale aspectratiocrop; do
     gst-inspect-1.0 "$e" >/dev/null 2>&1 || die "GStreamer element '$e' is missing after install"
 done

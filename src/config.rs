@@ -74,7 +74,7 @@ impl Default for IngestConfig {
         Self {
             width: 224,
             height: 224,
-            aspect: AspectPolicy::Letterbox,
+            aspect: AspectPolicy::Crop,
             decode: DecodeMode::Keyframes,
             max_rate_hz: 2.0,
             dedup_max_distance: 4,

@@ -7,8 +7,11 @@
 pub mod cli;
 pub mod config;
 pub mod encode;
+pub mod event;
 pub mod gallery;
 pub mod ingest;
 pub mod messages;
 pub mod paths;
 pub mod sample;
+pub mod service;
+pub mod track;

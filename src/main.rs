@@ -14,6 +14,8 @@ struct Cli {
 enum Command {
     /// Ingest live streams or files and print sampled keyframes, audio and status as JSON lines.
     Ingest(cli::ingest::Args),
+    /// Recognise products in one stream or file and emit detection events.
+    Recognize(cli::recognize::Args),
     /// Build and update product galleries from catalogue files.
     Gallery(cli::gallery::Args),
     /// Measure retrieval recall of a gallery on labelled queries.
@@ -24,6 +26,7 @@ fn main() -> std::process::ExitCode {
     cli::init_tracing();
     let result = match Cli::parse().command {
         Command::Ingest(args) => cli::ingest::run(args),
+        Command::Recognize(args) => cli::recognize::run(args),
         Command::Gallery(args) => cli::gallery::run(args),
         Command::Eval(args) => cli::eval::run(args),
     };

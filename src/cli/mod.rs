@@ -3,6 +3,8 @@
 pub mod eval;
 pub mod gallery;
 pub mod ingest;
+pub mod recognize;
+mod serve;
 
 /// Logs go to stderr (stdout carries JSON lines), filtered by `RUST_LOG` (default `warn,livesku=info`).
 pub fn init_tracing() {

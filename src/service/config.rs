@@ -1,0 +1,86 @@
+//! The service's configuration file: one TOML document with a section per stage (see `config/README.md`).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::config::{ConfigError, IngestConfig};
+use crate::encode::EncoderConfig;
+use crate::gallery::GalleryConfig;
+use crate::track::TrackConfig;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub ingest: IngestConfig,
+    pub encoder: EncoderConfig,
+    pub gallery: GallerySection,
+    pub track: TrackConfig,
+    /// The streams to watch from start-up.
+    pub streams: Vec<StreamEntry>,
+}
+
+/// `[gallery]`: where the gallery is, plus the search settings.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct GallerySection {
+    /// Directory written by `livesku gallery build`. Required.
+    pub path: Option<PathBuf>,
+    /// Gallery hits per keyframe handed to the tracker (>= 2, so a runner-up exists).
+    pub top_k: Option<usize>,
+    #[serde(flatten)]
+    pub search: GalleryConfig,
+}
+
+/// `[[streams]]`: one watched stream.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamEntry {
+    /// Stream id used as the Kafka key; defaults to the URI's last path segment.
+    pub id: Option<String>,
+    pub uri: String,
+}
+
+fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.to_string(), problem: problem.into() }
+}
+
+impl ServiceConfig {
+    /// Reads and validates a config file; every error names the file and the key.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid("<file>", format!("cannot read {}: {e}", path.display())))?;
+        let cfg: ServiceConfig = toml::from_str(&text).map_err(|e| {
+            let key = e.span().map(|s| text[..s.start].lines().count()).map(|l| format!("line {l}"));
+            invalid(&key.unwrap_or_else(|| "<file>".into()), e.message().to_string())
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.ingest.validate()?;
+        self.encoder.validate().map_err(|e| invalid(e.key, e.reason))?;
+        self.gallery.search.validate().map_err(|e| invalid(e.key, e.reason))?;
+        self.track.validate()?;
+        if self.gallery.top_k.is_some_and(|k| !(2..=100).contains(&k)) {
+            return Err(invalid("gallery.top_k", "must be between 2 and 100"));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for (i, s) in self.streams.iter().enumerate() {
+            let source = crate::ingest::Source::parse(&s.uri)
+                .map_err(|e| invalid(&format!("streams[{i}].uri"), e.to_string()))?;
+            let id = s.id.clone().unwrap_or_else(|| source.default_id());
+            if !ids.insert(id.clone()) {
+                return Err(invalid(&format!("streams[{i}].id"), format!("duplicate stream id '{id}'")));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn gallery_path(&self) -> Result<&Path, ConfigError> {
+        self.gallery.path.as_deref().ok_or_else(|| {
+            invalid("gallery.path", "missing: point it at a directory made by `livesku gallery build`")
+        })
+    }
+}
