@@ -1,11 +1,11 @@
 //! Gallery search speed: exact top-k on 100k products, and HNSW recall@1 and queries/s against exact on
 //! 1M x 384 (clustered unit vectors standing in for product embeddings).
 //!
-//!     cargo bench --bench search
+//!     cargo bench --bench search                              # about 12 min on 2 cores (1M build)
 //!     LIVESKU_BENCH_ANN_N=200000 cargo bench --bench search   # smaller ANN gallery for a quick run
 //!
-//! Knobs: LIVESKU_BENCH_EXACT_N (100000), LIVESKU_BENCH_QUERIES (1000), LIVESKU_BENCH_M (16),
-//! LIVESKU_BENCH_EFC (100), LIVESKU_BENCH_EF ("32,64,128").
+//! Knobs: LIVESKU_BENCH_EXACT_N (100000), LIVESKU_BENCH_QUERIES (1000), LIVESKU_BENCH_M (12),
+//! LIVESKU_BENCH_EFC (64), LIVESKU_BENCH_EF ("16,32,64,128"), LIVESKU_BENCH_DATA (latent | iso).
 
 use std::time::Instant;
 
@@ -112,7 +112,7 @@ fn main() {
 
     let n = env("LIVESKU_BENCH_ANN_N", 1_000_000);
     println!("ANN data: {}", std::env::var("LIVESKU_BENCH_DATA").unwrap_or_else(|_| "latent".into()));
-    let params = HnswParams { m: env("LIVESKU_BENCH_M", 16), ef_construction: env("LIVESKU_BENCH_EFC", 100), ef_search: 64 };
+    let params = HnswParams { m: env("LIVESKU_BENCH_M", 12), ef_construction: env("LIVESKU_BENCH_EFC", 64), ef_search: 64 };
     let g = gallery(n, 3);
     let q = queries(&g, m, 4);
     let t = Instant::now();
@@ -125,7 +125,7 @@ fn main() {
     let t = Instant::now();
     let mut index = AnnIndex::build(&g, DIM, params, &no_skip);
     println!("HNSW build {n} x {DIM} (m {}, ef_construction {}): {:.1} s", params.m, params.ef_construction, t.elapsed().as_secs_f64());
-    let efs: Vec<usize> = std::env::var("LIVESKU_BENCH_EF").unwrap_or_else(|_| "32,64,128".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let efs: Vec<usize> = std::env::var("LIVESKU_BENCH_EF").unwrap_or_else(|_| "16,32,64,128".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     for ef in efs {
         index.set_ef_search(ef);

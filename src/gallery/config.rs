@@ -39,7 +39,7 @@ pub struct HnswParams {
 
 impl Default for HnswParams {
     fn default() -> Self {
-        HnswParams { m: 16, ef_construction: 100, ef_search: 64 }
+        HnswParams { m: 12, ef_construction: 64, ef_search: 64 }
     }
 }
 
