@@ -1,0 +1,40 @@
+//! Deterministic ids: truncated SHA-256 over NUL-separated fields, as 32 hex characters.
+
+use sha2::{Digest, Sha256};
+
+fn digest(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+        h.update([0u8]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Identifies one on-screen episode of a product in a stream.
+pub fn episode_id(stream_id: &str, product_id: &str, episode_start_pts_ms: u64) -> String {
+    digest(&[
+        b"livesku.episode.v1",
+        stream_id.as_bytes(),
+        product_id.as_bytes(),
+        &episode_start_pts_ms.to_be_bytes(),
+    ])
+}
+
+/// Identifies one event: same episode, type and update number = same id.
+pub fn event_id(
+    stream_id: &str,
+    product_id: &str,
+    episode_start_pts_ms: u64,
+    event_type: &str,
+    update_seq: u32,
+) -> String {
+    digest(&[
+        b"livesku.event.v1",
+        stream_id.as_bytes(),
+        product_id.as_bytes(),
+        &episode_start_pts_ms.to_be_bytes(),
+        event_type.as_bytes(),
+        &update_seq.to_be_bytes(),
+    ])
+}

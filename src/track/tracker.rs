@@ -1,0 +1,56 @@
+//! All streams' tracking state behind one entry point.
+
+use std::collections::HashMap;
+
+use super::config::TrackConfig;
+use super::decision::Decision;
+use super::observation::Observation;
+use super::stream::StreamState;
+use crate::messages::StreamId;
+
+/// The decide stage for any number of streams. Not thread-safe by design: run it on one task that
+/// receives observations in per-stream order (or one tracker per stream).
+pub struct Tracker {
+    cfg: TrackConfig,
+    streams: HashMap<StreamId, StreamState>,
+}
+
+impl Tracker {
+    /// `cfg` should have passed [`TrackConfig::validate`].
+    pub fn new(cfg: TrackConfig) -> Self {
+        Tracker { cfg, streams: HashMap::new() }
+    }
+
+    pub fn config(&self) -> &TrackConfig {
+        &self.cfg
+    }
+
+    /// Feeds one keyframe's matches; returns the events it causes, in emission order.
+    pub fn observe(&mut self, obs: &Observation) -> Vec<Decision> {
+        let cfg = &self.cfg;
+        self.streams
+            .entry(obs.stream_id.clone())
+            .or_insert_with(|| StreamState::new(obs.stream_id.clone()))
+            .observe(cfg, obs)
+    }
+
+    /// The stream ended: every product still on screen gets `disappeared`, and its state is dropped.
+    pub fn end_stream(&mut self, stream_id: &str) -> Vec<Decision> {
+        match self.streams.remove(stream_id) {
+            Some(mut s) => s.finish(&self.cfg),
+            None => Vec::new(),
+        }
+    }
+
+    /// Shutdown: [`Tracker::end_stream`] for every stream, streams in sorted order.
+    pub fn finish(&mut self) -> Vec<Decision> {
+        let mut ids: Vec<StreamId> = self.streams.keys().cloned().collect();
+        ids.sort();
+        ids.iter().flat_map(|id| self.end_stream(id)).collect()
+    }
+
+    /// Products currently on screen in a stream (sorted), for status and tests.
+    pub fn on_screen(&self, stream_id: &str) -> Vec<&str> {
+        self.streams.get(stream_id).map(|s| s.on_screen()).unwrap_or_default()
+    }
+}
