@@ -1,0 +1,45 @@
+//! Creating the events topic if it is missing (tests, the demo, first deployment).
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::RDKafkaErrorCode;
+
+use super::PublishError;
+use super::config::KafkaConfig;
+
+/// Creates `cfg.topic` with `partitions` partitions and replication factor `replication` unless it
+/// exists. Uses the same brokers and extra (SASL/TLS) properties as the producer. Returns whether it
+/// created the topic.
+pub fn ensure_topic(
+    cfg: &KafkaConfig,
+    partitions: i32,
+    replication: i32,
+    timeout: Duration,
+) -> Result<bool, PublishError> {
+    let mut cc = ClientConfig::new();
+    for (k, v) in &cfg.properties {
+        cc.set(k, v);
+    }
+    cc.set("bootstrap.servers", &cfg.brokers).set("client.id", format!("{}-admin", cfg.client_id));
+    let admin: AdminClient<DefaultClientContext> = cc.create()?;
+    let topic = NewTopic::new(&cfg.topic, partitions, TopicReplication::Fixed(replication));
+    let opts = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
+    let results = futures::executor::block_on(admin.create_topics([&topic], &opts))?;
+    for r in results {
+        match r {
+            Ok(_) => return Ok(true),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => return Ok(false),
+            Err((name, code)) => {
+                return Err(PublishError::Kafka(rdkafka::error::KafkaError::AdminOp(code))).inspect_err(
+                    |_| {
+                        tracing::warn!(topic = %name, ?code, "topic creation failed");
+                    },
+                );
+            }
+        }
+    }
+    Ok(false)
+}

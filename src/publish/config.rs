@@ -1,0 +1,154 @@
+//! `[publish]` and `[publish.kafka]` config sections.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    Kafka,
+    Stdout,
+    File,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// `kafka` (default), `stdout` or `file` (JSON lines).
+    pub sink: SinkKind,
+    /// Output path for `sink = "file"` (appended to).
+    pub file: Option<PathBuf>,
+    /// Events waiting for the sink thread; when full, `publish()` drops the newest. Default 1024.
+    pub channel_capacity: usize,
+    /// Undelivered events librdkafka may hold (queue.buffering.max.messages). Default 100000.
+    pub max_buffered_events: usize,
+    /// How long the sink thread waits for room in a full librdkafka queue before dropping. Default 1000.
+    pub enqueue_timeout_ms: u64,
+    /// Shutdown flush timeout. Default 10000.
+    pub flush_timeout_ms: u64,
+    pub kafka: KafkaConfig,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            sink: SinkKind::Kafka,
+            file: None,
+            channel_capacity: 1024,
+            max_buffered_events: 100_000,
+            enqueue_timeout_ms: 1000,
+            flush_timeout_ms: 10_000,
+            kafka: KafkaConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// bootstrap.servers. Default "localhost:9092".
+    pub brokers: String,
+    /// Default "livesku.detections".
+    pub topic: String,
+    /// client.id. Default "livesku".
+    pub client_id: String,
+    /// compression.type: none, gzip, snappy or lz4 (the bundled librdkafka is built without zstd). Default lz4.
+    pub compression: String,
+    /// message.timeout.ms: how long librdkafka retries a message (broker down) before failing it. Default 300000.
+    pub message_timeout_ms: u64,
+    /// linger.ms: batching delay. Default 5.
+    pub linger_ms: u64,
+    /// Extra librdkafka properties, e.g. "security.protocol", "sasl.mechanism", "sasl.username",
+    /// "sasl.password", "ssl.ca.location". Keys that livesku sets itself are rejected.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "localhost:9092".into(),
+            topic: "livesku.detections".into(),
+            client_id: "livesku".into(),
+            compression: "lz4".into(),
+            message_timeout_ms: 300_000,
+            linger_ms: 5,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// Set by livesku: idempotence and acks=all are the delivery guarantee, the rest have their own keys.
+pub(crate) const RESERVED: &[(&str, &str)] = &[
+    ("bootstrap.servers", "publish.kafka.brokers"),
+    ("client.id", "publish.kafka.client_id"),
+    ("compression.type", "publish.kafka.compression"),
+    ("compression.codec", "publish.kafka.compression"),
+    ("message.timeout.ms", "publish.kafka.message_timeout_ms"),
+    ("linger.ms", "publish.kafka.linger_ms"),
+    ("queue.buffering.max.messages", "publish.max_buffered_events"),
+    ("enable.idempotence", "(always true)"),
+    ("acks", "(always all)"),
+];
+
+fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.to_string(), problem: problem.into() }
+}
+
+impl PublishConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.sink == SinkKind::File && self.file.is_none() {
+            return Err(invalid("publish.file", "required when publish.sink = \"file\""));
+        }
+        if !(1..=1_000_000).contains(&self.channel_capacity) {
+            return Err(invalid("publish.channel_capacity", "must be between 1 and 1000000"));
+        }
+        // librdkafka's own limits for queue.buffering.max.messages.
+        if !(1..=2_147_483_647).contains(&self.max_buffered_events) {
+            return Err(invalid("publish.max_buffered_events", "must be between 1 and 2147483647"));
+        }
+        if self.flush_timeout_ms == 0 {
+            return Err(invalid("publish.flush_timeout_ms", "must be at least 1"));
+        }
+        if self.sink == SinkKind::Kafka {
+            self.kafka.validate()?;
+        }
+        Ok(())
+    }
+}
+
+impl KafkaConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.brokers.trim().is_empty() {
+            return Err(invalid("publish.kafka.brokers", "must list at least one HOST:PORT"));
+        }
+        let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if self.topic.is_empty() || self.topic.len() > 249 || !self.topic.chars().all(legal) {
+            return Err(invalid("publish.kafka.topic", "must be 1-249 characters of [a-zA-Z0-9._-]"));
+        }
+        if !matches!(self.compression.as_str(), "none" | "gzip" | "snappy" | "lz4") {
+            return Err(invalid(
+                "publish.kafka.compression",
+                "must be none, gzip, snappy or lz4 (zstd is not built into the bundled librdkafka)",
+            ));
+        }
+        if self.message_timeout_ms == 0 {
+            return Err(invalid(
+                "publish.kafka.message_timeout_ms",
+                "must be at least 1 (0 would retry forever)",
+            ));
+        }
+        for key in self.properties.keys() {
+            if let Some((_, instead)) = RESERVED.iter().find(|(k, _)| k == key) {
+                return Err(invalid(
+                    &format!("publish.kafka.properties.\"{key}\""),
+                    format!("set by livesku: use {instead}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

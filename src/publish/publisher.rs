@@ -1,0 +1,165 @@
+//! The sink thread behind a bounded channel: `publish()` never blocks the caller.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use parking_lot::Mutex;
+
+use super::config::PublishConfig;
+use super::metrics::{MetricsSnapshot, PublishMetrics};
+use super::{PublishError, Sink, build_sink};
+use crate::event::DetectionEvent;
+
+/// Result of [`Publisher::shutdown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct FlushReport {
+    /// Accepted events not delivered when the timeout ran out (still queued, or failed during the flush).
+    pub undelivered: u64,
+    pub metrics: MetricsSnapshot,
+}
+
+pub struct Publisher {
+    tx: Option<Sender<DetectionEvent>>,
+    closing: Arc<AtomicBool>,
+    deadline: Arc<Mutex<Option<Instant>>>,
+    worker: Option<JoinHandle<u64>>,
+    metrics: Arc<PublishMetrics>,
+    flush_timeout: Duration,
+}
+
+impl Publisher {
+    /// Builds the configured sink and starts the sink thread.
+    pub fn start(cfg: &PublishConfig) -> Result<Self, PublishError> {
+        let metrics = Arc::new(PublishMetrics::default());
+        let sink = build_sink(cfg, metrics.clone())?;
+        Self::with_sink(sink, metrics, cfg)
+    }
+
+    /// Runs a given sink (which must report into `metrics`).
+    pub fn with_sink(
+        mut sink: Box<dyn Sink>,
+        metrics: Arc<PublishMetrics>,
+        cfg: &PublishConfig,
+    ) -> Result<Self, PublishError> {
+        let (tx, rx) = bounded(cfg.channel_capacity);
+        let closing = Arc::new(AtomicBool::new(false));
+        let wait = Duration::from_millis(cfg.enqueue_timeout_ms);
+        let deadline = Arc::new(Mutex::new(None));
+        let (m, c, d) = (metrics.clone(), closing.clone(), deadline.clone());
+        let worker = std::thread::Builder::new()
+            .name("livesku-publish".into())
+            .spawn(move || drain(&mut *sink, &rx, &m, &c, &d, wait))
+            .map_err(PublishError::Thread)?;
+        Ok(Publisher {
+            tx: Some(tx),
+            closing,
+            deadline,
+            worker: Some(worker),
+            metrics,
+            flush_timeout: Duration::from_millis(cfg.flush_timeout_ms),
+        })
+    }
+
+    /// Queues an event without blocking. Returns false if it was dropped (channel full: drop-newest).
+    pub fn publish(&self, event: DetectionEvent) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        match tx.try_send(event) {
+            Ok(()) => {
+                self.metrics.accept();
+                true
+            }
+            Err(TrySendError::Full(e) | TrySendError::Disconnected(e)) => {
+                self.metrics.drop_unaccepted();
+                let dropped = self.metrics.dropped.load(Ordering::Relaxed);
+                // Log the first drop and then every 1000th, not every event.
+                if dropped == 1 || dropped.is_multiple_of(1000) {
+                    tracing::warn!(dropped, event_id = %e.event_id, "publish queue full: dropping newest event");
+                }
+                false
+            }
+        }
+    }
+
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.metrics.snapshot()
+    }
+
+    /// Shared counters, e.g. for a metrics endpoint.
+    pub fn metrics_handle(&self) -> Arc<PublishMetrics> {
+        self.metrics.clone()
+    }
+
+    /// The configured `publish.flush_timeout_ms`.
+    pub fn flush_timeout(&self) -> Duration {
+        self.flush_timeout
+    }
+
+    /// Stops accepting, drains the channel into the sink and flushes, within about `timeout`.
+    pub fn shutdown(mut self, timeout: Duration) -> FlushReport {
+        self.stop(timeout)
+    }
+
+    fn stop(&mut self, timeout: Duration) -> FlushReport {
+        *self.deadline.lock() = Some(Instant::now() + timeout);
+        self.closing.store(true, Ordering::Relaxed);
+        self.tx = None;
+        let undelivered = match self.worker.take() {
+            Some(w) => w.join().unwrap_or_else(|_| {
+                tracing::error!("publisher thread panicked");
+                self.metrics.buffered.load(Ordering::Relaxed)
+            }),
+            None => 0,
+        };
+        let metrics = self.metrics.snapshot();
+        if undelivered > 0 {
+            tracing::warn!(undelivered, ?metrics, "publisher stopped with undelivered events");
+        }
+        FlushReport { undelivered, metrics }
+    }
+}
+
+impl Drop for Publisher {
+    /// Dropped without `shutdown`: flush with the configured timeout rather than lose events silently.
+    fn drop(&mut self) {
+        if self.worker.is_some() {
+            self.stop(self.flush_timeout);
+        }
+    }
+}
+
+/// The sink thread: forwards events until the channel closes, then flushes until the deadline.
+fn drain(
+    sink: &mut dyn Sink,
+    rx: &Receiver<DetectionEvent>,
+    metrics: &PublishMetrics,
+    closing: &AtomicBool,
+    deadline: &Mutex<Option<Instant>>,
+    wait: Duration,
+) -> u64 {
+    for event in rx.iter() {
+        // Once shutting down, never wait for room: what does not fit now is reported undelivered.
+        let wait = if closing.load(Ordering::Relaxed) { Duration::ZERO } else { wait };
+        let payload = event.to_json();
+        match sink.send(&event, &payload, wait) {
+            Ok(()) => {}
+            Err(PublishError::QueueFull(_)) => {
+                metrics.settle(&metrics.dropped);
+                let dropped = metrics.dropped.load(Ordering::Relaxed);
+                if dropped == 1 || dropped.is_multiple_of(1000) {
+                    tracing::warn!(dropped, event_id = %event.event_id, "sink queue full: dropping newest event");
+                }
+            }
+            Err(e) => {
+                metrics.settle(&metrics.failed);
+                tracing::warn!(error = %e, event_id = %event.event_id, "event could not be published");
+            }
+        }
+    }
+    let left = deadline.lock().map_or(Duration::ZERO, |d| d.saturating_duration_since(Instant::now()));
+    // Everything left the channel (sent, dropped or failed, all counted); what the sink still holds when
+    // the time is up is undelivered (the Kafka sink's purge on drop then counts it as failed).
+    sink.flush(left)
+}

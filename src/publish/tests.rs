@@ -1,0 +1,124 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::event::{DetectionEvent, EventContext};
+use crate::track::{Match, Observation, TrackConfig, Tracker};
+
+fn events(n: usize) -> Vec<DetectionEvent> {
+    let ctx = EventContext { model_version: "m".into(), gallery_version: "g".into(), worker: "w".into() };
+    let mut t = Tracker::new(TrackConfig::default());
+    let mut out = Vec::new();
+    let mut seq = 0u64;
+    while out.len() < n {
+        // Alternate products every 8 keyframes: appeared/disappeared pairs.
+        let p = if (seq / 8) % 2 == 0 { "a" } else { "b" };
+        let o = Observation {
+            stream_id: "s".into(),
+            seq,
+            pts_ms: seq * 1000,
+            captured_at: std::time::SystemTime::now(),
+            matches: vec![Match::new(p, 0.9), Match::new("x", 0.3)],
+            asr_text: None,
+        };
+        out.extend(t.observe(&o).iter().map(|d| DetectionEvent::from_decision(d, None, &ctx)));
+        seq += 1;
+    }
+    out.truncate(n);
+    out
+}
+
+/// A sink slower than the producer of events.
+struct Slow(Arc<PublishMetrics>);
+impl Sink for Slow {
+    fn send(&mut self, _: &DetectionEvent, _: &[u8], _: Duration) -> Result<(), PublishError> {
+        std::thread::sleep(Duration::from_millis(20));
+        self.0.settle(&self.0.delivered);
+        Ok(())
+    }
+    fn flush(&mut self, _: Duration) -> u64 {
+        0
+    }
+}
+
+#[test]
+fn publish_never_blocks_and_drops_newest_when_full() {
+    let metrics = Arc::new(PublishMetrics::default());
+    let cfg = PublishConfig { channel_capacity: 4, ..PublishConfig::default() };
+    let p = Publisher::with_sink(Box::new(Slow(metrics.clone())), metrics, &cfg).unwrap();
+    let evs = events(50);
+    let start = Instant::now();
+    let accepted = evs.into_iter().filter(|e| p.publish(e.clone())).count();
+    assert!(start.elapsed() < Duration::from_millis(100), "publish() blocked: {:?}", start.elapsed());
+    assert!((4..=6).contains(&accepted), "accepted {accepted}");
+    let r = p.shutdown(Duration::from_secs(5));
+    assert_eq!(r.undelivered, 0);
+    assert_eq!(r.metrics.delivered as usize, accepted);
+    assert_eq!(r.metrics.dropped as usize, 50 - accepted);
+    assert_eq!(r.metrics.buffered, 0);
+}
+
+#[test]
+fn file_sink_writes_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("out/events.jsonl");
+    let cfg = PublishConfig { sink: SinkKind::File, file: Some(path.clone()), ..PublishConfig::default() };
+    cfg.validate().unwrap();
+    let p = Publisher::start(&cfg).unwrap();
+    let evs = events(6);
+    for e in &evs {
+        assert!(p.publish(e.clone()));
+    }
+    let r = p.shutdown(Duration::from_secs(5));
+    assert_eq!((r.undelivered, r.metrics.delivered), (0, 6));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let back: Vec<DetectionEvent> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(back, evs);
+}
+
+#[test]
+fn config_validation_names_keys() {
+    PublishConfig::default().validate().unwrap();
+    let cfg: PublishConfig = toml::from_str(
+        r#"
+        sink = "kafka"
+        max_buffered_events = 500
+        [kafka]
+        brokers = "k1:9092,k2:9092"
+        topic = "shop.detections"
+        [kafka.properties]
+        "security.protocol" = "SASL_SSL"
+        "sasl.mechanism" = "PLAIN"
+        "sasl.username" = "u"
+        "#,
+    )
+    .unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(cfg.kafka.properties["security.protocol"], "SASL_SSL");
+    let key = |c: PublishConfig| c.validate().unwrap_err().key;
+    let mut c = cfg.clone();
+    c.kafka.properties.insert("acks".into(), "1".into());
+    assert_eq!(key(c), "publish.kafka.properties.\"acks\"");
+    let mut c = cfg.clone();
+    c.kafka.compression = "zstd".into();
+    assert_eq!(key(c), "publish.kafka.compression");
+    let mut c = cfg.clone();
+    c.kafka.topic = "bad topic".into();
+    assert_eq!(key(c), "publish.kafka.topic");
+    assert_eq!(key(PublishConfig { sink: SinkKind::File, ..PublishConfig::default() }), "publish.file");
+    assert!(toml::from_str::<PublishConfig>("[kafka]\nbroker = \"x\"").is_err(), "unknown keys are rejected");
+}
+
+#[test]
+fn kafka_sink_starts_without_a_broker_and_reports_undelivered() {
+    // Nothing listens on port 1: the producer starts anyway, and the flush reports what is stuck.
+    let mut cfg = PublishConfig::default();
+    cfg.kafka.brokers = "127.0.0.1:1".into();
+    let p = Publisher::start(&cfg).unwrap();
+    for e in events(3) {
+        assert!(p.publish(e));
+    }
+    let r = p.shutdown(Duration::from_millis(500));
+    assert_eq!(r.undelivered, 3);
+    assert_eq!(r.metrics.delivered, 0);
+}
