@@ -12,6 +12,7 @@ pub mod gallery;
 pub mod ingest;
 pub mod messages;
 pub mod paths;
+pub mod publish;
 pub mod sample;
 pub mod service;
 pub mod track;
