@@ -3,6 +3,8 @@
 //! `livesku` binary. Everything is killed and removed on drop. A missing tool fails the test loudly.
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -155,7 +157,8 @@ fn gst_launch(pipeline: &str) -> Proc {
 
 /// Publishes a live stream to an RTMP URL until dropped.
 pub fn publish_rtmp(url: &str, spec: &StreamSpec) -> Proc {
-    let mut p = format!("{} ! flvmux name=mux streamable=true ! rtmp2sink location={url}", spec.video(true, None));
+    let mut p =
+        format!("{} ! flvmux name=mux streamable=true ! rtmp2sink location={url}", spec.video(true, None));
     if spec.audio {
         p.push_str(&format!(" {} ! mux.", spec.audio(true, None)));
     }
@@ -226,11 +229,16 @@ impl Run {
     }
 
     pub fn audio_seconds(&self, stream: &str) -> f64 {
-        self.of_kind("audio").filter(|l| l["stream_id"] == stream).map(|l| l["seconds"].as_f64().unwrap()).sum()
+        self.of_kind("audio")
+            .filter(|l| l["stream_id"] == stream)
+            .map(|l| l["seconds"].as_f64().unwrap())
+            .sum()
     }
 
     pub fn stats(&self, stream: &str) -> &Value {
-        self.of_kind("stats").find(|l| l["stream_id"] == stream).unwrap_or_else(|| panic!("no stats for {stream}"))
+        self.of_kind("stats")
+            .find(|l| l["stream_id"] == stream)
+            .unwrap_or_else(|| panic!("no stats for {stream}"))
     }
 
     pub fn states(&self, stream: &str) -> Vec<String> {
@@ -250,12 +258,8 @@ pub fn livesku() -> Command {
 /// Runs `livesku <args>`, collecting its JSON lines; fails the test if it outlives `timeout`.
 pub fn run_livesku(args: &[&str], timeout: Duration) -> Run {
     let start = Instant::now();
-    let mut child = livesku()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start livesku");
+    let mut child =
+        livesku().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start livesku");
     let stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let err_reader = std::thread::spawn(move || {
