@@ -143,7 +143,7 @@ fn real_encoder_behind_the_batcher_matches_direct_encoding() {
     let streams = 3u8;
     let per = 4u64;
     let pic = |s: u8, seq: u64| support::picture(s as u32 * 100 + seq as u32, 224, 224);
-    let text = |s: u8, seq: u64| (seq % 2 == 0).then(|| format!("stream {s} says product {seq}"));
+    let text = |s: u8, seq: u64| seq.is_multiple_of(2).then(|| format!("stream {s} says product {seq}"));
     let mut expected: HashMap<(u8, u64), Vec<f32>> = HashMap::new();
     for s in 0..streams {
         for seq in 0..per {

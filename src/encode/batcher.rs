@@ -108,7 +108,8 @@ impl StreamSender {
             .map_err(|_| EncodeError::Stopped)
     }
 
-    /// Submits a frame unless the queue is full; the frame comes back in the error.
+    /// Submits a frame unless the queue is full; the frame comes back in the error (hence its size).
+    #[allow(clippy::result_large_err)]
     pub fn try_send(&self, req: EncodeRequest) -> Result<(), TrySendError<EncodeRequest>> {
         self.tx
             .try_send(Pending {

@@ -51,8 +51,8 @@ const BLOCK: usize = 4096;
 pub fn search(gallery: &[f32], dim: usize, queries: &[f32], k: usize, skip: &(dyn Fn(usize) -> bool + Sync)) -> Vec<Vec<Hit>> {
     let n = gallery.len() / dim;
     let m = queries.len() / dim;
-    if m == 0 {
-        return Vec::new();
+    if m == 0 || k == 0 {
+        return vec![Vec::new(); m];
     }
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n.div_ceil(BLOCK)).max(1);
     let per = n.div_ceil(threads).div_ceil(BLOCK) * BLOCK;
@@ -90,10 +90,9 @@ fn search_range(gallery: &[f32], dim: usize, q: ArrayView2<f32>, start: usize, e
         for (qi, top) in tops.iter_mut().enumerate() {
             let row = s.row(qi);
             for (j, &score) in row.iter().enumerate() {
-                if top.hits.len() < top.k || score > top.hits[top.k - 1].score {
-                    if !skip(b0 + j) {
-                        top.push(b0 + j, score);
-                    }
+                // Cheap threshold test first: most rows are worse than the current k-th hit.
+                if (top.hits.len() < top.k || score > top.hits[top.k - 1].score) && !skip(b0 + j) {
+                    top.push(b0 + j, score);
                 }
             }
         }

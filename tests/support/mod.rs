@@ -45,7 +45,7 @@ pub fn picture(seed: u32, w: u32, h: u32) -> RgbImage {
     let s = seed.wrapping_mul(2654435761);
     let (bx, by) = ((s % w.max(1)) / 2, ((s >> 8) % h.max(1)) / 2);
     RgbImage::from_fn(w, h, |x, y| {
-        let stripe = ((x + y * (seed % 5 + 1)) / (4 + seed % 9)) % 2 == 0;
+        let stripe = ((x + y * (seed % 5 + 1)) / (4 + seed % 9)).is_multiple_of(2);
         let inside = x >= bx && x < bx + w / 3 && y >= by && y < by + h / 3;
         let r = ((x * 255 / w.max(1)) as u8).wrapping_add((s >> 16) as u8);
         let g = ((y * 255 / h.max(1)) as u8).wrapping_add((s >> 24) as u8);
