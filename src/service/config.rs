@@ -21,15 +21,32 @@ pub struct ServiceConfig {
 }
 
 /// `[gallery]`: where the gallery is, plus the search settings.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GallerySection {
     /// Directory written by `livesku gallery build`. Required.
     pub path: Option<PathBuf>,
     /// Gallery hits per keyframe handed to the tracker (>= 2, so a runner-up exists).
     pub top_k: Option<usize>,
+    /// A keyframe counts as "no product" unless its best product beats the best background reference
+    /// by this much (see src/service/background.rs). Negative values make abstention rarer.
+    pub background_margin: f32,
+    /// Snapshots of the empty set, added to the synthetic background references.
+    pub background_images: Vec<PathBuf>,
     #[serde(flatten)]
     pub search: GalleryConfig,
+}
+
+impl Default for GallerySection {
+    fn default() -> Self {
+        Self {
+            path: None,
+            top_k: None,
+            background_margin: 0.03,
+            background_images: Vec::new(),
+            search: GalleryConfig::default(),
+        }
+    }
 }
 
 /// `[[streams]]`: one watched stream.
@@ -65,6 +82,9 @@ impl ServiceConfig {
         self.track.validate()?;
         if self.gallery.top_k.is_some_and(|k| !(2..=100).contains(&k)) {
             return Err(invalid("gallery.top_k", "must be between 2 and 100"));
+        }
+        if !(-1.0..=1.0).contains(&self.gallery.background_margin) {
+            return Err(invalid("gallery.background_margin", "must be between -1 and 1"));
         }
         let mut ids = std::collections::HashSet::new();
         for (i, s) in self.streams.iter().enumerate() {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, select};
 
+use super::background::Background;
 use crate::encode::Embedded;
 use crate::event::{DetectionEvent, EventContext};
 use crate::gallery::Searcher;
@@ -18,6 +19,8 @@ const END_GRACE: Duration = Duration::from_secs(3);
 
 pub struct Matcher {
     pub searcher: Searcher,
+    pub background: Background,
+    pub background_margin: f32,
     pub tracker: Tracker,
     pub top_k: usize,
     pub context: EventContext,
@@ -70,10 +73,15 @@ impl Matcher {
     fn observation(&self, e: &Embedded) -> Observation {
         let gallery = &self.searcher.gallery;
         let hits = self.searcher.search(&e.embedding, self.top_k).into_iter().next().unwrap_or_default();
-        let matches = hits
-            .iter()
-            .map(|h| Match { product_id: gallery.product(h.row).product_id.clone(), score: h.score })
-            .collect();
+        // Abstain when the frame looks at least as much like an empty set as like the best product.
+        let best = hits.first().map_or(f32::NEG_INFINITY, |h| h.score);
+        let matches = if best < self.background.score(&e.embedding) + self.background_margin {
+            Vec::new()
+        } else {
+            hits.iter()
+                .map(|h| Match { product_id: gallery.product(h.row).product_id.clone(), score: h.score })
+                .collect()
+        };
         Observation {
             stream_id: e.frame.stream_id.clone(),
             seq: e.frame.seq,

@@ -2,6 +2,7 @@
 //! tracker) -> events. Each stage runs on its own thread(s) and hands typed messages over bounded
 //! channels; see `README.md` for the picture and `config/README.md` for the settings.
 
+mod background;
 pub mod config;
 mod matcher;
 mod router;
@@ -14,6 +15,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::Sender;
 
 pub use config::{ServiceConfig, StreamEntry};
+use background::{Background, BackgroundError};
 use matcher::Matcher;
 
 use crate::config::{ConfigError, IngestConfig};
@@ -34,6 +36,8 @@ pub enum ServiceError {
     Gallery { path: String, source: GalleryError },
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Background(#[from] BackgroundError),
     #[error("stream id '{0}' is already in use")]
     DuplicateStream(String),
     #[error("cannot start a worker thread: {0}")]
@@ -63,7 +67,8 @@ impl Service {
         cfg.validate()?;
         ingest::pipeline::init()?;
         let gallery_dir = cfg.gallery_path()?;
-        let encoder = Encoder::open(&cfg.encoder)?;
+        let mut encoder = Encoder::open(&cfg.encoder)?;
+        let background = Background::build(&mut encoder, &cfg.gallery.background_images)?;
         let gallery = Gallery::open(gallery_dir, Some(&encoder.manifest))
             .map_err(|source| ServiceError::Gallery { path: gallery_dir.display().to_string(), source })?;
         let context = EventContext {
@@ -86,7 +91,11 @@ impl Service {
         threads.push(spawn("livesku-router", move || {
             router::run(kf_rx, batcher, dropped, |id| live_ids.read().contains(id))
         })?);
-        let matcher = Matcher { searcher, tracker: Tracker::new(cfg.track.clone()), top_k: cfg.gallery.top_k.unwrap_or(5), context: context.clone() };
+        let matcher = Matcher {
+            searcher,
+            background,
+            background_margin: cfg.gallery.background_margin,
+            tracker: Tracker::new(cfg.track.clone()), top_k: cfg.gallery.top_k.unwrap_or(5), context: context.clone() };
         threads.push(spawn("livesku-matcher", move || matcher.run(embedded, status_rx, emit))?);
         // Speech is transcribed by the ASR stage (a later issue); until then audio is consumed and dropped.
         threads.push(spawn("livesku-audio", move || audio_rx.iter().for_each(drop))?);
