@@ -14,6 +14,8 @@ struct Cli {
 enum Command {
     /// Ingest live streams or files and print sampled keyframes, audio and status as JSON lines.
     Ingest(cli::ingest::Args),
+    /// Run the service on the streams of a config file, publishing detection events.
+    Run(cli::run::Args),
     /// Recognise products in one stream or file and emit detection events.
     Recognize(cli::recognize::Args),
     /// Build and update product galleries from catalogue files.
@@ -26,6 +28,7 @@ fn main() -> std::process::ExitCode {
     cli::init_tracing();
     let result = match Cli::parse().command {
         Command::Ingest(args) => cli::ingest::run(args),
+        Command::Run(args) => cli::run::run(args),
         Command::Recognize(args) => cli::recognize::run(args),
         Command::Gallery(args) => cli::gallery::run(args),
         Command::Eval(args) => cli::eval::run(args),

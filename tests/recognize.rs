@@ -49,8 +49,8 @@ fn validator() -> jsonschema::Validator {
     jsonschema::validator_for(&schema).expect("the event schema compiles")
 }
 
-#[test]
-fn product_a_then_empty_set_then_product_b() {
+/// A gallery of the demo products and a 40 s scene: espresso set 0-14 s, empty set, rocket 22-40 s.
+fn scene_fixture() -> (tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let gallery = dir.path().join("gallery");
     let catalog = demo_dir().join("catalog.jsonl");
@@ -61,10 +61,31 @@ fn product_a_then_empty_set_then_product_b() {
     assert!(build.success, "{}", build.stderr);
     let video = dir.path().join("scene.mp4");
     render_scene(&video, &[("coffee.png", 0, 14), ("rocket.jpg", 22, 40)], 40);
+    let (g, v) = (gallery.to_str().unwrap().to_string(), video.to_str().unwrap().to_string());
+    (dir, g, v)
+}
 
+const STORY: [(&str, &str); 4] = [
+    ("product.appeared", "sku-espresso-set"),
+    ("product.disappeared", "sku-espresso-set"),
+    ("product.appeared", "sku-rocket-model"),
+    ("product.disappeared", "sku-rocket-model"),
+];
+
+fn story(events: &[Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|e| e["type"] != "product.updated")
+        .map(|e| (e["type"].as_str().unwrap().into(), e["product_id"].as_str().unwrap().into()))
+        .collect()
+}
+
+#[test]
+fn product_a_then_empty_set_then_product_b() {
+    let (_dir, gallery, video) = scene_fixture();
     let recognize = || {
         let run = run_livesku(
-            &["recognize", video.to_str().unwrap(), "--gallery", gallery.to_str().unwrap()],
+            &["recognize", &video, "--gallery", &gallery],
             Duration::from_secs(180),
         );
         assert!(run.success, "{}", run.stderr);
@@ -76,18 +97,7 @@ fn product_a_then_empty_set_then_product_b() {
         assert!(schema.is_valid(e), "not schema-valid: {e}");
         assert_eq!(e["stream_id"], "scene");
     }
-    let story: Vec<(String, String)> = events
-        .iter()
-        .filter(|e| e["type"] != "product.updated")
-        .map(|e| (e["type"].as_str().unwrap().into(), e["product_id"].as_str().unwrap().into()))
-        .collect();
-    let expected = [
-        ("product.appeared", "sku-espresso-set"),
-        ("product.disappeared", "sku-espresso-set"),
-        ("product.appeared", "sku-rocket-model"),
-        ("product.disappeared", "sku-rocket-model"),
-    ];
-    assert_eq!(story, expected.map(|(a, b)| (a.to_string(), b.to_string())), "{events:#?}");
+    assert_eq!(story(&events), STORY.map(|(a, b)| (a.to_string(), b.to_string())), "{events:#?}");
     // Episodes sit where the products were shown (stream PTS, ms).
     let first_seen = |i: usize| events.iter().filter(|e| e["type"] == "product.appeared").nth(i).unwrap()["first_seen"]["pts_ms"].as_u64().unwrap();
     assert!(first_seen(0) < 3_000 && (22_000..26_000).contains(&first_seen(1)));
@@ -111,4 +121,44 @@ fn missing_or_mismatched_gallery_fails_before_any_stream_starts() {
     assert!(!run.success);
     assert!(run.stderr.contains("gallery"), "{}", run.stderr);
     assert!(run.of_kind("keyframe").next().is_none() && run.lines.is_empty());
+}
+
+#[test]
+fn bad_service_config_names_the_key_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("livesku.toml");
+    std::fs::write(&cfg, "[track]\nmin_hits = 9\nwindow = 5\n").unwrap();
+    let run = run_livesku(&["run", "--config", cfg.to_str().unwrap()], Duration::from_secs(30));
+    assert!(!run.success);
+    assert!(run.stderr.contains("track.min_hits"), "{}", run.stderr);
+    std::fs::write(&cfg, "[gallery]\npath = \"/nonexistent\"\n[[streams]]\nuri = \"gopher://x/y\"\n").unwrap();
+    let run = run_livesku(&["run", "--config", cfg.to_str().unwrap()], Duration::from_secs(30));
+    assert!(!run.success);
+    assert!(run.stderr.contains("streams[0].uri") && run.stderr.contains("unsupported scheme"), "{}", run.stderr);
+}
+
+#[test]
+fn detections_reach_a_kafka_consumer_group_in_order() {
+    let (_dir, gallery, video) = scene_fixture();
+    let broker = common::broker::Broker::start(&[("detections", 3)]);
+    let run = run_livesku(
+        &["recognize", &video, "--gallery", &gallery, "--sink", "kafka", "--brokers", &broker.brokers(), "--topic", "detections"],
+        Duration::from_secs(180),
+    );
+    assert!(run.success, "{}", run.stderr);
+    assert!(run.lines.is_empty(), "the kafka sink prints nothing on stdout");
+    let got = broker.consume("detections", "dashboard", 4, Duration::from_secs(30), Duration::from_secs(3));
+    let schema = validator();
+    let events: Vec<Value> = got.iter().map(|m| serde_json::from_slice(&m.payload).unwrap()).collect();
+    for (m, e) in got.iter().zip(&events) {
+        assert_eq!(m.key.as_deref(), Some("scene"), "keyed by stream");
+        assert_eq!(m.header("content-type"), Some("application/json"));
+        assert!(schema.is_valid(e), "not schema-valid: {e}");
+    }
+    assert_eq!(story(&events), STORY.map(|(a, b)| (a.to_string(), b.to_string())), "{events:#?}");
+    let mut ids: Vec<&str> = events.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "no duplicates");
 }

@@ -4,6 +4,7 @@ pub mod eval;
 pub mod gallery;
 pub mod ingest;
 pub mod recognize;
+pub mod run;
 mod serve;
 
 /// Logs go to stderr (stdout carries JSON lines), filtered by `RUST_LOG` (default `warn,livesku=info`).

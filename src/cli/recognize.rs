@@ -4,9 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-
-use super::serve::{SinkChoice, serve};
+use super::serve::{SinkChoice, apply_sink, serve};
 use crate::service::{ServiceConfig, StreamEntry};
 
 #[derive(clap::Args)]
@@ -43,7 +41,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     cfg.streams = vec![StreamEntry { id: None, uri: args.uri.clone() }];
     // A one-off command reports a source it cannot reach instead of waiting for it.
     cfg.ingest.fail_fast = true;
-    cfg.validate().context("invalid settings")?;
-    let duration = args.duration.map(Duration::from_secs_f64);
-    serve(cfg, args.sink, args.brokers, args.topic, duration)
+    apply_sink(&mut cfg, Some(args.sink), args.brokers, args.topic);
+    serve(cfg, args.duration.map(Duration::from_secs_f64))
 }

@@ -1,41 +1,48 @@
 //! The service lifecycle shared by `run` and `recognize`: start, add the configured streams, run until
 //! they end, the duration is up, or SIGINT/SIGTERM arrives; then drain every stage and flush the sink.
 
-use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
 use crate::event::DetectionEvent;
 use crate::messages::StreamState;
+use crate::publish::{Publisher, SinkKind};
 use crate::service::{Service, ServiceConfig};
 
-/// Where detection events go.
+/// Where detection events go (`--sink`); the rest of the sink settings come from `[publish]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SinkChoice {
     /// JSON lines on standard output.
     Stdout,
+    /// The Kafka topic of `--brokers` / `--topic` (or `[publish.kafka]`).
+    Kafka,
 }
 
-pub fn serve(
-    cfg: ServiceConfig,
-    sink: SinkChoice,
-    _brokers: Option<String>,
-    _topic: Option<String>,
-    duration: Option<Duration>,
-) -> anyhow::Result<ExitCode> {
-    let (events_tx, events_rx) = crossbeam_channel::bounded::<DetectionEvent>(1024);
-    let writer = match sink {
-        SinkChoice::Stdout => std::thread::spawn(move || {
-            let mut out = std::io::stdout().lock();
-            for ev in events_rx {
-                let _ = out.write_all(&ev.to_json()).and_then(|_| out.write_all(b"\n")).and_then(|_| out.flush());
-            }
-        }),
-    };
+/// Applies command-line sink options over the config file's `[publish]` section.
+pub fn apply_sink(cfg: &mut ServiceConfig, sink: Option<SinkChoice>, brokers: Option<String>, topic: Option<String>) {
+    match sink {
+        Some(SinkChoice::Stdout) => cfg.publish.sink = SinkKind::Stdout,
+        Some(SinkChoice::Kafka) => cfg.publish.sink = SinkKind::Kafka,
+        None => {}
+    }
+    if let Some(b) = brokers {
+        cfg.publish.kafka.brokers = b;
+    }
+    if let Some(t) = topic {
+        cfg.publish.kafka.topic = t;
+    }
+}
+
+pub fn serve(cfg: ServiceConfig, duration: Option<Duration>) -> anyhow::Result<ExitCode> {
+    cfg.validate().context("invalid settings")?;
+    let publisher = Arc::new(Publisher::start(&cfg.publish).context("cannot start the event sink")?);
+    let sink = publisher.clone();
+    // Never blocks: when the sink's bound is hit the event is dropped and counted (config/README.md).
     let emit = move |ev: DetectionEvent| {
-        let _ = events_tx.send(ev);
+        sink.publish(ev);
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -51,7 +58,15 @@ pub fn serve(
     });
     drop(_guard);
     drop(runtime);
-    let _ = writer.join();
+    // The matcher thread (holding the other reference) has ended with the service.
+    if let Ok(publisher) = Arc::try_unwrap(publisher) {
+        let timeout = publisher.flush_timeout();
+        let report = publisher.shutdown(timeout);
+        if report.undelivered > 0 {
+            tracing::error!(undelivered = report.undelivered, "events not delivered before the flush timeout");
+        }
+        tracing::info!(metrics = ?report.metrics, "event sink closed");
+    }
 
     let failed: Vec<String> = stats
         .iter()

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use crate::config::{ConfigError, IngestConfig};
 use crate::encode::EncoderConfig;
 use crate::gallery::GalleryConfig;
+use crate::publish::PublishConfig;
 use crate::track::TrackConfig;
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -16,6 +17,7 @@ pub struct ServiceConfig {
     pub encoder: EncoderConfig,
     pub gallery: GallerySection,
     pub track: TrackConfig,
+    pub publish: PublishConfig,
     /// The streams to watch from start-up.
     pub streams: Vec<StreamEntry>,
 }
@@ -80,6 +82,7 @@ impl ServiceConfig {
         self.encoder.validate().map_err(|e| invalid(e.key, e.reason))?;
         self.gallery.search.validate().map_err(|e| invalid(e.key, e.reason))?;
         self.track.validate()?;
+        self.publish.validate()?;
         if self.gallery.top_k.is_some_and(|k| !(2..=100).contains(&k)) {
             return Err(invalid("gallery.top_k", "must be between 2 and 100"));
         }
