@@ -107,3 +107,35 @@ impl ServiceConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ServiceConfig;
+
+    fn err(text: &str) -> String {
+        match toml::from_str::<ServiceConfig>(text) {
+            Err(e) => e.to_string(),
+            Ok(cfg) => cfg.validate().map(|_| String::new()).unwrap_or_else(|e| e.to_string()),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_in_every_section() {
+        for (text, key) in [
+            ("[gallery]\nbogus = 1", "bogus"),
+            ("[encoder]\nbogus = 1", "bogus"),
+            ("[ingest]\nbogus = 1", "bogus"),
+            ("bogus = 1", "bogus"),
+        ] {
+            assert!(err(text).contains(key), "{text}: {}", err(text));
+        }
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        assert!(err("[gallery]\ntop_k = 1").contains("gallery.top_k"));
+        assert!(err("[gallery]\nbackground_margin = 3.0").contains("gallery.background_margin"));
+        let dup = "[[streams]]\nuri = \"rtmp://h/live/a\"\n[[streams]]\nuri = \"rtmp://h2/live/a\"";
+        assert!(err(dup).contains("streams[1].id"), "{}", err(dup));
+    }
+}
