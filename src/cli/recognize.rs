@@ -42,5 +42,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // A one-off command reports a source it cannot reach instead of waiting for it.
     cfg.ingest.fail_fast = true;
     apply_sink(&mut cfg, Some(args.sink), args.brokers, args.topic);
-    serve(cfg, args.duration.map(Duration::from_secs_f64))
+    serve(cfg, args.duration.map(Duration::from_secs_f64), true)
 }

@@ -19,5 +19,5 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut cfg = ServiceConfig::load(&args.config)?;
     apply_sink(&mut cfg, args.sink, None, None);
-    serve(cfg, None)
+    serve(cfg, None, false)
 }

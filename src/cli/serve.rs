@@ -36,7 +36,8 @@ pub fn apply_sink(cfg: &mut ServiceConfig, sink: Option<SinkChoice>, brokers: Op
     }
 }
 
-pub fn serve(cfg: ServiceConfig, duration: Option<Duration>) -> anyhow::Result<ExitCode> {
+/// `until_sources_end`: stop when every stream has ended (`recognize`); otherwise run until a signal (`run`).
+pub fn serve(cfg: ServiceConfig, duration: Option<Duration>, until_sources_end: bool) -> anyhow::Result<ExitCode> {
     cfg.validate().context("invalid settings")?;
     let publisher = Arc::new(Publisher::start(&cfg.publish).context("cannot start the event sink")?);
     let sink = publisher.clone();
@@ -46,17 +47,17 @@ pub fn serve(cfg: ServiceConfig, duration: Option<Duration>) -> anyhow::Result<E
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let _guard = runtime.enter();
+    let guard = runtime.enter();
     // Loading the model and the gallery happens here, before any stream starts.
     let mut service = Service::start(&cfg, emit).context("cannot start the service")?;
     for s in &cfg.streams {
         service.add_stream(s.id.as_deref(), &s.uri)?;
     }
     let stats = runtime.block_on(async move {
-        wait_for_end(&service, duration).await;
+        wait_for_end(&service, duration, until_sources_end).await;
         service.shutdown().await
     });
-    drop(_guard);
+    drop(guard);
     drop(runtime);
     // The matcher thread (holding the other reference) has ended with the service.
     if let Ok(publisher) = Arc::try_unwrap(publisher) {
@@ -79,11 +80,11 @@ pub fn serve(cfg: ServiceConfig, duration: Option<Duration>) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_end(service: &Service, duration: Option<Duration>) {
+async fn wait_for_end(service: &Service, duration: Option<Duration>, until_sources_end: bool) {
     let deadline = duration.map(|d| tokio::time::Instant::now() + d);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     loop {
-        if service.all_streams_ended() || deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+        if (until_sources_end && service.all_streams_ended()) || deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
             return;
         }
         tokio::select! {
