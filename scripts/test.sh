@@ -5,4 +5,5 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 # Tests share two cores with the GStreamer encoders that publish their live streams: two at a time keeps
 # live pacing honest.
-cargo test -- --test-threads=2 "$@"
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+cargo test --no-fail-fast -- --test-threads=2 "$@"
