@@ -116,3 +116,25 @@ fn with_gpu(builder: SessionBuilder, provider: Provider) -> Result<SessionBuilde
         ))),
     }
 }
+
+/// The f32 output `name` of a batch of `n` items as (tokens per item, dim, data): `[n, dim]` (already
+/// pooled, one token) or `[n, tokens, dim]`, with `dim` checked against the manifest's `want_dim`.
+pub(crate) fn batch_output<'a>(
+    outputs: &'a ort::session::SessionOutputs<'_>,
+    name: &str,
+    n: usize,
+    want_dim: usize,
+) -> Result<(usize, usize, &'a [f32]), super::EncodeError> {
+    let bad = |reason: String| super::EncodeError::Output { name: name.to_string(), reason };
+    let value = outputs.get(name).ok_or_else(|| bad("missing from the model's outputs".into()))?;
+    let (shape, out) = value.try_extract_tensor::<f32>()?;
+    let (tokens, dim) = match **shape {
+        [b, d] if b as usize == n => (1, d as usize),
+        [b, t, d] if b as usize == n => (t as usize, d as usize),
+        ref other => return Err(bad(format!("unexpected shape {other:?} for batch {n}"))),
+    };
+    if dim != want_dim {
+        return Err(bad(format!("dimension {dim}, manifest says {want_dim}")));
+    }
+    Ok((tokens, dim, out))
+}

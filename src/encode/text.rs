@@ -11,7 +11,7 @@ use tokenizers::Tokenizer;
 use super::error::EncodeError;
 use super::manifest::{Manifest, TextSpec};
 use super::pooling::pool_text;
-use super::runtime::{SessionOptions, open_session};
+use super::runtime::{SessionOptions, batch_output, open_session};
 
 pub struct TextEncoder {
     session: Session,
@@ -158,22 +158,7 @@ impl TextEncoder {
             ));
         }
         let outputs = self.session.run(inputs)?;
-        let bad = |reason: String| EncodeError::Output {
-            name: spec.output.clone(),
-            reason,
-        };
-        let value = outputs
-            .get(&spec.output)
-            .ok_or_else(|| bad("missing from the model's outputs".into()))?;
-        let (shape, out) = value.try_extract_tensor::<f32>()?;
-        let (tokens, dim) = match **shape {
-            [b, d] if b as usize == n => (1, d as usize),
-            [b, t, d] if b as usize == n => (t as usize, d as usize),
-            ref other => return Err(bad(format!("unexpected shape {other:?} for batch {n}"))),
-        };
-        if dim != spec.dim {
-            return Err(bad(format!("dimension {dim}, manifest says {}", spec.dim)));
-        }
+        let (tokens, dim, out) = batch_output(&outputs, &spec.output, n, spec.dim)?;
         Ok(out
             .chunks_exact(tokens * dim)
             .enumerate()

@@ -8,7 +8,7 @@ use super::error::EncodeError;
 use super::manifest::{Layout, Manifest, VisualSpec};
 use super::pooling::{mean_of_units, pool_visual};
 use super::preprocess::Preprocessor;
-use super::runtime::{SessionOptions, open_session};
+use super::runtime::{SessionOptions, batch_output, open_session};
 
 pub struct VisualEncoder {
     session: Session,
@@ -140,22 +140,7 @@ fn run(
     }
     let input = TensorRef::from_array_view((shape, data))?;
     let outputs = session.run(ort::inputs![spec.input.as_str() => input])?;
-    let bad = |reason: String| EncodeError::Output {
-        name: spec.output.clone(),
-        reason,
-    };
-    let value = outputs
-        .get(&spec.output)
-        .ok_or_else(|| bad("missing from the model's outputs".into()))?;
-    let (out_shape, out) = value.try_extract_tensor::<f32>()?;
-    let (tokens, dim) = match **out_shape {
-        [b, d] if b as usize == n => (1, d as usize),
-        [b, t, d] if b as usize == n => (t as usize, d as usize),
-        ref other => return Err(bad(format!("unexpected shape {other:?} for batch {n}"))),
-    };
-    if dim != spec.dim {
-        return Err(bad(format!("dimension {dim}, manifest says {}", spec.dim)));
-    }
+    let (tokens, dim, out) = batch_output(&outputs, &spec.output, n, spec.dim)?;
     Ok(out
         .chunks_exact(tokens * dim)
         .map(|item| pool_visual(item, tokens, dim, spec.pooling))
