@@ -88,28 +88,17 @@ impl Preprocessor {
         let (sw, sh) = (w as f64, h as f64);
         let err = |e: fast_image_resize::ResizeError| PreprocessError::Resize(e.to_string());
         match self.policy {
-            ResizePolicy::Stretch => {
-                let mut dst = Image::from_slice_u8(
-                    self.width,
-                    self.height,
-                    &mut self.scratch,
-                    PixelType::U8x3,
-                )
-                .map_err(|e| PreprocessError::Resize(e.to_string()))?;
-                self.resizer.resize(&src, &mut dst, &alg).map_err(err)?;
-            }
-            ResizePolicy::Crop => {
-                // The source window with the target's aspect ratio, centred.
-                let scale = (tw / sw).max(th / sh);
-                let (cw, ch) = (tw / scale, th / scale);
-                let opts = alg.crop((sw - cw) / 2.0, (sh - ch) / 2.0, cw, ch);
-                let mut dst = Image::from_slice_u8(
-                    self.width,
-                    self.height,
-                    &mut self.scratch,
-                    PixelType::U8x3,
-                )
-                .map_err(|e| PreprocessError::Resize(e.to_string()))?;
+            ResizePolicy::Stretch | ResizePolicy::Crop => {
+                let opts = if self.policy == ResizePolicy::Crop {
+                    // The source window with the target's aspect ratio, centred.
+                    let scale = (tw / sw).max(th / sh);
+                    let (cw, ch) = (tw / scale, th / scale);
+                    alg.crop((sw - cw) / 2.0, (sh - ch) / 2.0, cw, ch)
+                } else {
+                    alg
+                };
+                let mut dst = Image::from_slice_u8(self.width, self.height, &mut self.scratch, PixelType::U8x3)
+                    .map_err(|e| PreprocessError::Resize(e.to_string()))?;
                 self.resizer.resize(&src, &mut dst, &opts).map_err(err)?;
             }
             ResizePolicy::Letterbox => {
