@@ -104,3 +104,6 @@ check_file "$DEST/text.onnx" "$TEXT_SHA" "5/5 text tower"
 check_file "$DEST/tokenizer.json" "$TOK_SHA" "5/5 tokenizer"
 cp "$MANIFEST_SRC" "$DEST/manifest.toml.part" && mv "$DEST/manifest.toml.part" "$DEST/manifest.toml"
 say "done: $DEST/manifest.toml"
+
+# Speech models (Moonshine base-en + Silero VAD) for the ASR stage, in their own directory.
+bash "$HERE/asr.sh" || die "speech model set-up (models/asr.sh) failed"

@@ -22,6 +22,8 @@ enum Command {
     Gallery(cli::gallery::Args),
     /// Measure retrieval recall of a gallery on labelled queries.
     Eval(cli::eval::Args),
+    /// Transcribe the speech of one stream or file: one JSON line per utterance.
+    Transcribe(cli::transcribe::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -32,6 +34,7 @@ fn main() -> std::process::ExitCode {
         Command::Recognize(args) => cli::recognize::run(args),
         Command::Gallery(args) => cli::gallery::run(args),
         Command::Eval(args) => cli::eval::run(args),
+        Command::Transcribe(args) => cli::transcribe::run(args),
     };
     match result {
         Ok(code) => code,

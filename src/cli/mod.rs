@@ -5,6 +5,7 @@ pub mod gallery;
 pub mod ingest;
 pub mod recognize;
 pub mod run;
+pub mod transcribe;
 mod serve;
 
 /// Logs go to stderr (stdout carries JSON lines), filtered by `RUST_LOG` (default `warn,livesku=info`).
