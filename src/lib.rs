@@ -4,6 +4,7 @@
 //! `ingest` (GStreamer, one pipeline per stream) -> `sample` (keyframe rate limit, near-duplicate filter)
 //! -> encoder -> gallery search -> tracking -> publishing.
 
+pub mod api;
 pub mod asr;
 pub mod cli;
 pub mod config;

@@ -24,6 +24,15 @@ pub struct Keyframe {
     pub phash: u64,
 }
 
+/// What the keyframe channel carries: a stream's frames, then one `End` once its pipeline is gone for
+/// good (stopped, failed, end of file). It travels behind the stream's last frame, so a consumer can free
+/// per-stream state without racing frames still in the channel.
+#[derive(Debug, Clone)]
+pub enum VideoMsg {
+    Keyframe(Keyframe),
+    End(StreamId),
+}
+
 /// Mono 16 kHz f32 speech audio on the same stream clock as the keyframes.
 #[derive(Debug, Clone)]
 pub struct AudioChunk {

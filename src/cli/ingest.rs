@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::config::{AspectPolicy, DecodeMode, IngestConfig};
 use crate::ingest::{self, Outputs, Source, StreamHandle, unix_ms};
-use crate::messages::{AudioChunk, Keyframe, StatusChange, StreamState};
+use crate::messages::{AudioChunk, Keyframe, StatusChange, StreamState, VideoMsg};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -187,7 +187,7 @@ fn unique_ids(sources: &[Source]) -> Vec<String> {
 }
 
 fn print_events(
-    keyframes: Receiver<Keyframe>,
+    keyframes: Receiver<VideoMsg>,
     audio: Receiver<AudioChunk>,
     status: Receiver<StatusChange>,
     out_dir: Option<&Path>,
@@ -199,7 +199,8 @@ fn print_events(
     while open > 0 {
         let line = select! {
             recv(keyframes) -> m => match m {
-                Ok(kf) => keyframe_line(&kf, out_dir),
+                Ok(VideoMsg::Keyframe(kf)) => keyframe_line(&kf, out_dir),
+                Ok(VideoMsg::End(_)) => continue,
                 Err(_) => { keyframes = crossbeam_channel::never(); open -= 1; continue }
             },
             recv(audio) -> m => match m {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::api::ApiServer;
 use crate::event::DetectionEvent;
 use crate::messages::StreamState;
 use crate::publish::{Publisher, SinkKind};
@@ -49,12 +50,23 @@ pub fn serve(cfg: ServiceConfig, duration: Option<Duration>, until_sources_end: 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let guard = runtime.enter();
     // Loading the model and the gallery happens here, before any stream starts.
-    let mut service = Service::start(&cfg, emit).context("cannot start the service")?;
+    let service = Arc::new(Service::start(&cfg, emit).context("cannot start the service")?);
     for s in &cfg.streams {
         service.add_stream(s.id.as_deref(), &s.uri)?;
     }
+    let api = match cfg.api.enabled {
+        true => {
+            let start = ApiServer::start(&cfg.api, service.clone(), Some(publisher.metrics_handle()));
+            Some(runtime.block_on(start).with_context(|| format!("cannot listen on {} (api.listen)", cfg.api.listen))?)
+        }
+        false => None,
+    };
     let stats = runtime.block_on(async move {
         wait_for_end(&service, duration, until_sources_end).await;
+        // Stop taking requests first: nothing may add a stream while the stages drain.
+        if let Some(api) = api {
+            api.stop().await;
+        }
         service.shutdown().await
     });
     drop(guard);

@@ -241,7 +241,10 @@ impl<E: BatchEncode> Worker<E> {
     fn accept_streams(&mut self) {
         loop {
             match self.control.try_recv() {
-                Ok(q) => self.streams.push(q),
+                Ok(q) => {
+                    self.streams.push(q);
+                    self.metrics.open_queues.store(self.streams.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
                 Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => {
                     self.control_open = false;
@@ -280,6 +283,7 @@ impl<E: BatchEncode> Worker<E> {
                     }
                     !q.closed
                 });
+                self.metrics.open_queues.store(self.streams.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 self.cursor = if self.streams.is_empty() {
                     0
                 } else {

@@ -14,13 +14,14 @@ use gstreamer_video::prelude::*;
 use super::pipeline::AUDIO_RATE;
 use super::stats::{Heartbeat, StreamStats};
 use crate::config::{DecodeMode, IngestConfig};
-use crate::messages::{AudioChunk, Keyframe, StreamId};
+use crate::messages::{AudioChunk, Keyframe, StreamId, VideoMsg};
 use crate::sample::{NearDuplicateFilter, RateLimiter, phash};
 
 /// Where a stream's output goes. The channels are shared by all streams and bounded.
 #[derive(Clone)]
 pub struct Outputs {
-    pub keyframes: Sender<Keyframe>,
+    /// Keyframes, and each stream's `End` after its last one.
+    pub keyframes: Sender<VideoMsg>,
     pub audio: Sender<AudioChunk>,
 }
 
@@ -150,6 +151,7 @@ impl Session {
             phash: hash,
         };
         // A file has no deadline: wait for the consumer instead of dropping (GStreamer simply pauses).
+        let frame = VideoMsg::Keyframe(frame);
         let sent = if self.block_when_full {
             self.outputs.keyframes.send(frame).map_err(|e| TrySendError::Disconnected(e.0))
         } else {

@@ -17,7 +17,7 @@ use super::session::{Outputs, Session};
 use super::stats::{Heartbeat, StreamStats};
 use super::{Source, pipeline};
 use crate::config::IngestConfig;
-use crate::messages::{StatusChange, StreamId, StreamState};
+use crate::messages::{StatusChange, StreamId, StreamState, VideoMsg};
 
 /// A running stream. Dropping the handle does not stop it; call [`StreamHandle::stop`].
 pub struct StreamHandle {
@@ -92,8 +92,22 @@ enum End {
     Retry(String),
 }
 
+/// How long the end marker may wait for room in a full keyframe channel (a consumer that reads nothing).
+const END_MARKER_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl Supervisor {
     async fn run(self) {
+        self.supervise().await;
+        // Every session's pipeline is torn down (its streaming threads joined): nothing of this stream
+        // can follow the marker. A blocking send, so off the async workers.
+        let (tx, id) = (self.outputs.keyframes.clone(), self.id.clone());
+        let sent = tokio::task::spawn_blocking(move || tx.send_timeout(VideoMsg::End(id), END_MARKER_TIMEOUT)).await;
+        if let Ok(Err(crossbeam_channel::SendTimeoutError::Timeout(_))) = sent {
+            tracing::warn!("keyframe channel full: end-of-stream marker not delivered");
+        }
+    }
+
+    async fn supervise(&self) {
         let epoch = Instant::now();
         let mut backoff = Backoff::new(
             Duration::from_secs_f64(self.cfg.backoff_initial_secs),

@@ -18,6 +18,7 @@ pub struct ServiceConfig {
     pub gallery: GallerySection,
     pub track: TrackConfig,
     pub publish: PublishConfig,
+    pub api: ApiConfig,
     /// The streams to watch from start-up.
     pub streams: Vec<StreamEntry>,
 }
@@ -48,6 +49,50 @@ impl Default for GallerySection {
             background_images: Vec::new(),
             search: GalleryConfig::default(),
         }
+    }
+}
+
+/// `[api]`: the control API, `/metrics` and the moderator dashboard (`livesku run` only).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    pub enabled: bool,
+    /// Address to bind; loopback unless an operator decides otherwise.
+    pub listen: String,
+    /// Bearer token for mutating endpoints; `LIVESKU_API_TOKEN` overrides it. Without one, mutating
+    /// endpoints answer 403.
+    pub token: Option<String>,
+    /// Serve the moderator dashboard at `/`.
+    pub dashboard: bool,
+    /// Streams the API may have running at once (adding more answers 429).
+    pub max_streams: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { enabled: false, listen: "127.0.0.1:8080".into(), token: None, dashboard: true, max_streams: 100 }
+    }
+}
+
+impl ApiConfig {
+    /// The token in force: the environment's, else the file's; empty counts as none.
+    pub fn effective_token(&self) -> Option<String> {
+        std::env::var("LIVESKU_API_TOKEN").ok().or_else(|| self.token.clone()).filter(|t| !t.trim().is_empty())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let addr: std::net::SocketAddr =
+            self.listen.parse().map_err(|_| invalid("api.listen", format!("not a socket address: {:?}", self.listen)))?;
+        if self.token.as_deref().is_some_and(|t| t.trim().len() < 16) {
+            return Err(invalid("api.token", "must be at least 16 characters"));
+        }
+        if self.max_streams == 0 {
+            return Err(invalid("api.max_streams", "must be at least 1"));
+        }
+        if self.enabled && !addr.ip().is_loopback() {
+            tracing::warn!(listen = %addr, "the control API listens beyond loopback: protect it with a token and TLS in front");
+        }
+        Ok(())
     }
 }
 
@@ -83,6 +128,7 @@ impl ServiceConfig {
         self.gallery.search.validate().map_err(|e| invalid(e.key, e.reason))?;
         self.track.validate()?;
         self.publish.validate()?;
+        self.api.validate()?;
         if self.gallery.top_k.is_some_and(|k| !(2..=100).contains(&k)) {
             return Err(invalid("gallery.top_k", "must be between 2 and 100"));
         }
@@ -129,6 +175,15 @@ mod tests {
         ] {
             assert!(err(text).contains(key), "{text}: {}", err(text));
         }
+    }
+
+    #[test]
+    fn api_section_defaults_and_checks() {
+        let cfg: ServiceConfig = toml::from_str("[api]\nenabled = true").unwrap();
+        assert_eq!(cfg.api.listen, "127.0.0.1:8080");
+        assert!(err("[api]\nlisten = \"localhost\"").contains("api.listen"));
+        assert!(err("[api]\ntoken = \"short\"").contains("api.token"));
+        assert!(err("[api]\nbogus = 1").contains("bogus"));
     }
 
     #[test]

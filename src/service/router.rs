@@ -1,5 +1,6 @@
 //! Routes keyframes from the shared ingest channel into the encoder's per-stream queues (the batcher
-//! serves them round-robin, so a busy stream cannot starve a quiet one).
+//! serves them round-robin, so a busy stream cannot starve a quiet one). A stream's `End` marker drops its
+//! queue: the batcher serves what is left in it and then forgets the stream.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,14 +9,30 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use crossbeam_channel::{Receiver, TrySendError};
 
 use crate::encode::{Batcher, EncodeRequest, StreamSender};
-use crate::messages::Keyframe;
+use crate::messages::VideoMsg;
 
 /// Runs until every ingest sender is gone, then closes the queues and waits for the encoder to drain.
 /// A live stream's full queue drops the frame (counted in `dropped`): the encoder is the bottleneck and
 /// old frames are worth less than new ones. Files (`seq`-complete evaluation input) wait instead.
-pub fn run(keyframes: Receiver<Keyframe>, batcher: Batcher, dropped: Arc<AtomicU64>, live: impl Fn(&str) -> bool) {
+/// `tag` gives the (cleaned) speech heard on a stream before a keyframe's pts, fused by the text tower.
+pub fn run(
+    keyframes: Receiver<VideoMsg>,
+    batcher: Batcher,
+    dropped: Arc<AtomicU64>,
+    live: impl Fn(&str) -> bool,
+    tag: impl Fn(&str, u64) -> Option<String>,
+) {
     let mut queues: HashMap<Arc<str>, StreamSender> = HashMap::new();
-    for frame in keyframes {
+    for msg in keyframes {
+        let frame = match msg {
+            VideoMsg::Keyframe(frame) => frame,
+            VideoMsg::End(id) => {
+                if queues.remove(&id).is_some() {
+                    tracing::debug!(stream = %id, "stream ended: encoder queue closed");
+                }
+                continue;
+            }
+        };
         let queue = match queues.get(&frame.stream_id) {
             Some(q) => q,
             None => match batcher.stream(frame.stream_id.clone()) {
@@ -26,7 +43,8 @@ pub fn run(keyframes: Receiver<Keyframe>, batcher: Batcher, dropped: Arc<AtomicU
                 }
             },
         };
-        let request = EncodeRequest { frame, text: None };
+        let text = tag(&frame.stream_id, frame.pts_ms);
+        let request = EncodeRequest { frame, text };
         if live(queue.stream_id()) {
             if let Err(TrySendError::Full(_)) = queue.try_send(request) {
                 dropped.fetch_add(1, Relaxed);

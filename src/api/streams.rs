@@ -1,0 +1,86 @@
+//! `/streams`: add, list, inspect and remove streams at run time.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State as S};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::Authorized;
+use super::{ApiError, State};
+use crate::service::{StreamInfo, StreamOptions};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddStream {
+    /// Defaults to the URI's last path segment.
+    pub id: Option<String>,
+    pub uri: String,
+    #[serde(default)]
+    pub options: StreamOptions,
+}
+
+/// Ids end up in URLs, metric labels and Kafka keys: keep them plain.
+fn check_id(id: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !id.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid stream id {id:?}: 1 to 64 characters of A-Z a-z 0-9 - _ . (not starting with a dot)"
+        )))
+    }
+}
+
+/// The service's view plus the dashboard's rate and last keyframe.
+fn detail(state: &State, info: StreamInfo) -> Value {
+    let board = state.service.board.stream(&info.id);
+    let mut v = json!(info);
+    v["keyframes_per_sec"] = json!(board.as_ref().map_or(0.0, |b| (b.keyframes_per_sec * 100.0).round() / 100.0));
+    v["on_screen"] = json!(board.as_ref().map(|b| b.on_screen.clone()).unwrap_or_default());
+    v
+}
+
+pub async fn list(S(state): S<State>) -> Json<Value> {
+    let streams: Vec<Value> = state.service.stream_infos().into_iter().map(|i| detail(&state, i)).collect();
+    Json(json!({ "streams": streams }))
+}
+
+pub async fn get_one(S(state): S<State>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let info = state.service.stream_info(&id).ok_or_else(|| ApiError::not_found(format!("no stream with id '{id}'")))?;
+    Ok(Json(detail(&state, info)))
+}
+
+pub async fn add(
+    _: Authorized,
+    S(state): S<State>,
+    body: Result<Json<AddStream>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(req) = body?;
+    if req.uri.trim().is_empty() {
+        return Err(ApiError::bad_request("\"uri\" must not be empty"));
+    }
+    let source = crate::ingest::Source::parse(req.uri.trim()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let id = req.id.clone().unwrap_or_else(|| source.default_id());
+    check_id(&id)?;
+    let svc = &state.service;
+    if svc.stream_ids().len() >= state.max_streams {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{} streams already (api.max_streams): remove one first", state.max_streams),
+        ));
+    }
+    let id = svc.add_stream_with(Some(&id), req.uri.trim(), &req.options)?;
+    let info = svc.stream_info(&id).ok_or_else(|| ApiError::internal("stream vanished right after adding"))?;
+    tracing::info!(stream = %id, uri = %req.uri, "stream added through the API");
+    Ok((StatusCode::CREATED, Json(detail(&state, info))))
+}
+
+pub async fn remove(_: Authorized, S(state): S<State>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let stats = state.service.remove_stream(&id).await?;
+    tracing::info!(stream = %id, "stream removed through the API");
+    Ok(Json(json!({"id": id, "removed": true, "final": stats})))
+}

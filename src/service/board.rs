@@ -1,0 +1,226 @@
+//! The live view behind the moderator dashboard: per stream the latest keyframe, the products on screen
+//! and the latest speech text, plus a ring of recent events. The matcher writes it (cheap, never blocks);
+//! the API reads snapshots and forwards [`Update`]s to browsers over SSE.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::event::DetectionEvent;
+use crate::ingest::unix_ms;
+use crate::messages::{Keyframe, StreamId};
+
+/// Events kept for a dashboard that connects later.
+const RECENT_EVENTS: usize = 200;
+/// Keyframes/s is measured over this window.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+/// Updates buffered per SSE client; a slower client is told to resync from a snapshot.
+const UPDATES_CAPACITY: usize = 1024;
+
+/// A stream's latest keyframe; encoded to JPEG once, on the first request.
+pub struct Frame {
+    pub seq: u64,
+    pub pts_ms: u64,
+    pub captured_unix_ms: u64,
+    image: image::RgbImage,
+    jpeg: OnceLock<Vec<u8>>,
+}
+
+impl Frame {
+    pub fn jpeg(&self) -> Result<&[u8], image::ImageError> {
+        if let Some(j) = self.jpeg.get() {
+            return Ok(j);
+        }
+        let mut out = Vec::with_capacity(16 * 1024);
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80).encode_image(&self.image)?;
+        // Two racing requests may both encode; either result is the same picture.
+        Ok(self.jpeg.get_or_init(|| out))
+    }
+}
+
+/// A product on screen now.
+#[derive(Debug, Clone, Serialize)]
+pub struct OnScreen {
+    pub product_id: String,
+    pub title: Option<String>,
+    pub score: f32,
+    /// Catalogue image (`image_url` or `image` field of the catalogue line), when the catalogue has one.
+    pub image_url: Option<String>,
+    pub since_unix_ms: u64,
+}
+
+#[derive(Default)]
+struct StreamView {
+    frame: Option<Arc<Frame>>,
+    /// Arrival times of recent keyframes (rate estimate).
+    recent: VecDeque<Instant>,
+    on_screen: BTreeMap<String, OnScreen>,
+    asr_text: Option<String>,
+}
+
+/// One stream in a snapshot.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamBoard {
+    pub stream_id: String,
+    pub latest_seq: Option<u64>,
+    pub latest_unix_ms: Option<u64>,
+    pub keyframes_per_sec: f64,
+    pub on_screen: Vec<OnScreen>,
+    pub asr_text: Option<String>,
+}
+
+/// What SSE clients receive (JSON, `type` says which).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Update {
+    /// A new keyframe: fetch `/api/streams/{id}/frame.jpg?seq=N` when the tile is visible.
+    Frame { stream_id: String, seq: u64, unix_ms: u64 },
+    Event { event: Box<DetectionEvent>, image_url: Option<String> },
+    Asr { stream_id: String, text: String },
+    /// A stream was added or removed.
+    Streams,
+}
+
+pub struct Board {
+    streams: Mutex<HashMap<StreamId, StreamView>>,
+    events: Mutex<VecDeque<(DetectionEvent, Option<String>)>>,
+    updates: broadcast::Sender<Update>,
+}
+
+impl Default for Board {
+    fn default() -> Self {
+        Board {
+            streams: Mutex::default(),
+            events: Mutex::default(),
+            updates: broadcast::channel(UPDATES_CAPACITY).0,
+        }
+    }
+}
+
+impl Board {
+    pub fn subscribe(&self) -> broadcast::Receiver<Update> {
+        self.updates.subscribe()
+    }
+
+    fn send(&self, u: Update) {
+        // No subscriber is fine: nobody is watching.
+        let _ = self.updates.send(u);
+    }
+
+    /// Takes the frame's image (the matcher is done with it).
+    pub fn frame(&self, frame: Keyframe) {
+        let now = Instant::now();
+        let f = Arc::new(Frame {
+            seq: frame.seq,
+            pts_ms: frame.pts_ms,
+            captured_unix_ms: unix_ms(frame.captured_at),
+            image: frame.image,
+            jpeg: OnceLock::new(),
+        });
+        let update = Update::Frame { stream_id: frame.stream_id.to_string(), seq: f.seq, unix_ms: f.captured_unix_ms };
+        {
+            let mut streams = self.streams.lock();
+            let view = streams.entry(frame.stream_id).or_default();
+            view.frame = Some(f);
+            view.recent.push_back(now);
+            while view.recent.front().is_some_and(|t| now.duration_since(*t) > RATE_WINDOW) {
+                view.recent.pop_front();
+            }
+        }
+        self.send(update);
+    }
+
+    pub fn asr_text(&self, stream_id: &StreamId, text: &str) {
+        let mut streams = self.streams.lock();
+        let view = streams.entry(stream_id.clone()).or_default();
+        if view.asr_text.as_deref() == Some(text) {
+            return;
+        }
+        view.asr_text = Some(text.to_string());
+        drop(streams);
+        self.send(Update::Asr { stream_id: stream_id.to_string(), text: text.to_string() });
+    }
+
+    pub fn event(&self, ev: &DetectionEvent, image_url: Option<String>) {
+        {
+            let mut streams = self.streams.lock();
+            let view = streams.entry(StreamId::from(ev.stream_id.as_str())).or_default();
+            if ev.event_type == "product.disappeared" {
+                view.on_screen.remove(&ev.product_id);
+            } else {
+                let since = view.on_screen.get(&ev.product_id).map(|p| p.since_unix_ms);
+                view.on_screen.insert(
+                    ev.product_id.clone(),
+                    OnScreen {
+                        product_id: ev.product_id.clone(),
+                        title: ev.title.clone(),
+                        score: ev.score,
+                        image_url: image_url.clone(),
+                        since_unix_ms: since.unwrap_or_else(|| unix_ms(SystemTime::now())),
+                    },
+                );
+            }
+        }
+        let mut events = self.events.lock();
+        if events.len() == RECENT_EVENTS {
+            events.pop_front();
+        }
+        events.push_back((ev.clone(), image_url.clone()));
+        drop(events);
+        self.send(Update::Event { event: Box::new(ev.clone()), image_url });
+    }
+
+    pub fn stream_added(&self) {
+        self.send(Update::Streams);
+    }
+
+    /// Forgets a removed stream (its frame, products and text).
+    pub fn remove_stream(&self, id: &str) {
+        self.streams.lock().remove(id);
+        self.send(Update::Streams);
+    }
+
+    pub fn latest_frame(&self, id: &str) -> Option<Arc<Frame>> {
+        self.streams.lock().get(id).and_then(|v| v.frame.clone())
+    }
+
+    pub fn stream(&self, id: &str) -> Option<StreamBoard> {
+        self.streams.lock().get(id).map(|v| view_snapshot(id, v))
+    }
+
+    pub fn recent_events(&self) -> Vec<serde_json::Value> {
+        self.events
+            .lock()
+            .iter()
+            .map(|(e, img)| serde_json::json!({"event": e, "image_url": img}))
+            .collect()
+    }
+
+    /// Number of streams with a view (a removed stream has none).
+    pub fn len(&self) -> usize {
+        self.streams.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn view_snapshot(id: &str, v: &StreamView) -> StreamBoard {
+    let now = Instant::now();
+    let n = v.recent.iter().filter(|t| now.duration_since(**t) <= RATE_WINDOW).count();
+    // Over the full window once it is full, over the time since the first frame before that.
+    let span = v.recent.front().map_or(RATE_WINDOW, |t| now.duration_since(*t).max(Duration::from_secs(1)));
+    StreamBoard {
+        stream_id: id.to_string(),
+        latest_seq: v.frame.as_ref().map(|f| f.seq),
+        latest_unix_ms: v.frame.as_ref().map(|f| f.captured_unix_ms),
+        keyframes_per_sec: n as f64 / span.min(RATE_WINDOW).as_secs_f64(),
+        on_screen: v.on_screen.values().cloned().collect(),
+        asr_text: v.asr_text.clone(),
+    }
+}

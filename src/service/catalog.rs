@@ -1,0 +1,105 @@
+//! Run-time gallery changes: the matcher searches a shared [`Searcher`]; reloading swaps in a fresh one
+//! built from disk, adding embeds a catalogue with a second encoder (opened per request, so the
+//! streaming encoder is never paused) and then reloads, removing tombstones rows in place.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::encode::{EncoderConfig, Manifest};
+use crate::gallery::{self, Gallery, GalleryConfig, GalleryError, Searcher};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("gallery {path}: {source}")]
+    Gallery { path: String, source: GalleryError },
+    #[error("encoder: {0}")]
+    Encode(#[from] crate::encode::EncodeError),
+    #[error("{0}")]
+    Build(#[from] gallery::build::BuildError),
+}
+
+/// Result of adding a catalogue.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AddReport {
+    pub added: usize,
+    /// (line, reason) of each skipped catalogue line.
+    pub skipped: Vec<(usize, String)>,
+    pub products: usize,
+}
+
+pub struct GalleryControl {
+    dir: PathBuf,
+    manifest: Manifest,
+    encoder: EncoderConfig,
+    search: GalleryConfig,
+    pub searcher: Arc<RwLock<Searcher>>,
+    /// One change at a time (two writers of the same directory would interleave rows).
+    ops: Mutex<()>,
+}
+
+impl GalleryControl {
+    pub fn new(dir: &Path, manifest: Manifest, encoder: EncoderConfig, search: GalleryConfig, s: Searcher) -> Self {
+        GalleryControl {
+            dir: dir.to_path_buf(),
+            manifest,
+            encoder,
+            search,
+            searcher: Arc::new(RwLock::new(s)),
+            ops: Mutex::new(()),
+        }
+    }
+
+    fn err(&self) -> impl FnOnce(GalleryError) -> CatalogError + '_ {
+        |source| CatalogError::Gallery { path: self.dir.display().to_string(), source }
+    }
+
+    pub fn products(&self) -> usize {
+        self.searcher.read().gallery.len()
+    }
+
+    /// Re-reads the gallery directory (e.g. after `livesku gallery add` by hand). Blocking.
+    pub fn reload(&self) -> Result<usize, CatalogError> {
+        let _op = self.ops.lock();
+        self.reload_locked()
+    }
+
+    fn reload_locked(&self) -> Result<usize, CatalogError> {
+        let g = Gallery::open(&self.dir, Some(&self.manifest)).map_err(self.err())?;
+        // The HNSW graph (large galleries) is built before taking the lock: search never waits on it.
+        let fresh = Searcher::new(g, &self.search);
+        let n = fresh.gallery.len();
+        *self.searcher.write() = fresh;
+        tracing::info!(products = n, "gallery reloaded");
+        Ok(n)
+    }
+
+    /// Embeds a catalogue file (as `livesku gallery add`) into the gallery, then reloads. Blocking.
+    pub fn add_catalog(&self, catalog: &Path) -> Result<AddReport, CatalogError> {
+        let _op = self.ops.lock();
+        let mut encoder = crate::encode::Encoder::open(&self.encoder)?;
+        let mut g = Gallery::open(&self.dir, Some(&self.manifest)).map_err(self.err())?;
+        let report = gallery::add_catalog(catalog, &mut g, &mut encoder, false)?;
+        drop((g, encoder));
+        let products = self.reload_locked()?;
+        Ok(AddReport {
+            added: report.added,
+            skipped: report.skipped.into_iter().map(|s| (s.line, s.reason)).collect(),
+            products,
+        })
+    }
+
+    /// Removes products; returns the ids that were not in the gallery. Blocking (writes a tombstone).
+    pub fn remove(&self, ids: &[String]) -> Result<Vec<String>, CatalogError> {
+        let _op = self.ops.lock();
+        let mut missing = Vec::new();
+        let mut s = self.searcher.write();
+        for id in ids {
+            if !s.remove(id).map_err(self.err())? {
+                missing.push(id.clone());
+            }
+        }
+        Ok(missing)
+    }
+}
