@@ -114,6 +114,11 @@ impl AsrStage {
         Ok(AsrStage { threads, metrics })
     }
 
+    /// The stage's threads, for a caller that joins its threads together; they end after `audio` closes.
+    pub fn into_threads(self) -> Vec<JoinHandle<()>> {
+        self.threads
+    }
+
     /// Waits for every thread (call after the audio senders are gone).
     pub fn join(self) {
         for t in self.threads {

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::asr::AsrConfig;
 use crate::config::{ConfigError, IngestConfig};
 use crate::encode::EncoderConfig;
 use crate::gallery::GalleryConfig;
@@ -18,6 +19,7 @@ pub struct ServiceConfig {
     pub gallery: GallerySection,
     pub track: TrackConfig,
     pub publish: PublishConfig,
+    pub asr: AsrConfig,
     pub api: ApiConfig,
     /// The streams to watch from start-up.
     pub streams: Vec<StreamEntry>,
@@ -128,6 +130,7 @@ impl ServiceConfig {
         self.gallery.search.validate().map_err(|e| invalid(e.key, e.reason))?;
         self.track.validate()?;
         self.publish.validate()?;
+        self.asr.validate().map_err(|e| invalid(e.key, e.reason))?;
         self.api.validate()?;
         if self.gallery.top_k.is_some_and(|k| !(2..=100).contains(&k)) {
             return Err(invalid("gallery.top_k", "must be between 2 and 100"));

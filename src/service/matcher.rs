@@ -94,7 +94,7 @@ impl Matcher {
         // the text part would lift every product over them and a product that is only named, not shown,
         // would be detected. Speech re-ranks products the camera shows; it does not make them appear.
         let v = self.visual_dim.min(e.embedding.len());
-        let visual = |row: usize| dot(&e.embedding[..v], &gallery.vector(row)[..v]);
+        let visual = |row: usize| dot(&e.embedding[..v], gallery.vector(row));
         let best = hits.iter().map(|h| visual(h.row)).fold(f32::NEG_INFINITY, f32::max);
         let matches = if best < self.background.score(&e.embedding[..v]) + self.background_margin {
             Vec::new()

@@ -26,6 +26,7 @@ use catalog::GalleryControl;
 use matcher::Matcher;
 use metrics::ServiceMetrics;
 
+use crate::asr::{AsrError, AsrMetrics, AsrStage, Transcripts};
 use crate::config::{ConfigError, IngestConfig};
 use crate::encode::{Batcher, BatcherConfig, EncodeError, Encoder, metrics::BatcherMetrics};
 use crate::event::{DetectionEvent, EventContext};
@@ -46,6 +47,8 @@ pub enum ServiceError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Background(#[from] BackgroundError),
+    #[error("speech recognition: {0}")]
+    Asr(#[from] AsrError),
     #[error("stream id '{0}' is already in use")]
     DuplicateStream(String),
     #[error("no stream with id '{0}'")]
@@ -74,6 +77,10 @@ pub struct Service {
     pub metrics: Arc<ServiceMetrics>,
     pub encoder_metrics: Arc<BatcherMetrics>,
     pub gallery: Arc<GalleryControl>,
+    /// Recent transcripts per stream (written by the ASR workers, read by the router to tag keyframes).
+    pub transcripts: Transcripts,
+    /// `None` when `[asr] enabled = false`.
+    pub asr_metrics: Option<Arc<AsrMetrics>>,
 }
 
 /// One added stream.
@@ -125,6 +132,7 @@ impl Service {
             worker: EventContext::default_worker(),
         };
         let manifest = encoder.manifest.clone();
+        let visual_dim = manifest.visual.dim;
         let searcher = Searcher::new(gallery, &cfg.gallery.search);
         let gallery =
             Arc::new(GalleryControl::new(gallery_dir, manifest, cfg.encoder.clone(), cfg.gallery.search.clone(), searcher));
@@ -141,8 +149,12 @@ impl Service {
         let live: LiveSet = Default::default();
         let mut threads = Vec::new();
         let (dropped, live_ids) = (encoder_dropped.clone(), live.clone());
+        let transcripts = Transcripts::default();
+        let (tags, window_ms) = (transcripts.clone(), (cfg.asr.window_secs * 1000.0) as u64);
         threads.push(spawn("livesku-router", move || {
-            router::run(kf_rx, batcher, dropped, |id| live_ids.read().contains(id))
+            router::run(kf_rx, batcher, dropped, |id| live_ids.read().contains(id), |id, pts| {
+                tags.tag(id, pts, window_ms)
+            })
         })?);
         let matcher = Matcher {
             searcher: gallery.searcher.clone(),
@@ -150,10 +162,23 @@ impl Service {
             metrics: metrics.clone(),
             background,
             background_margin: cfg.gallery.background_margin,
+            visual_dim,
             tracker: Tracker::new(cfg.track.clone()), top_k: cfg.gallery.top_k.unwrap_or(5), context: context.clone() };
         threads.push(spawn("livesku-matcher", move || matcher.run(embedded, status_rx, emit))?);
-        // Speech is transcribed by the ASR stage (a later issue); until then audio is consumed and dropped.
-        threads.push(spawn("livesku-audio", move || audio_rx.iter().for_each(drop))?);
+        // Speech: VAD + Moonshine workers fill the transcript windows the router tags keyframes from.
+        let asr_metrics = if cfg.asr.enabled {
+            let sink = transcripts.clone();
+            let stage = AsrStage::start(&cfg.asr, audio_rx, move |t| {
+                tracing::debug!(stream = %t.stream_id, start_ms = t.start_ms, end_ms = t.end_ms, text = %t.text, "transcript");
+                sink.push(t)
+            })?;
+            let metrics = stage.metrics.clone();
+            threads.extend(stage.into_threads());
+            Some(metrics)
+        } else {
+            threads.push(spawn("livesku-audio", move || audio_rx.iter().for_each(drop))?);
+            None
+        };
 
         Ok(Service {
             ingest_cfg,
@@ -167,6 +192,8 @@ impl Service {
             metrics,
             encoder_metrics,
             gallery,
+            transcripts,
+            asr_metrics,
         })
     }
 
@@ -229,6 +256,7 @@ impl Service {
         if !streams.iter().any(|s| &*s.handle.id == id) {
             self.live.write().remove(id);
             self.board.remove_stream(id);
+            self.transcripts.remove(id);
         }
         Ok(stats.snapshot())
     }
