@@ -28,7 +28,10 @@ impl FromRequestParts<State> for Authorized {
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim);
         match given {
-            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token (Authorization: Bearer ...)")),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing bearer token (Authorization: Bearer ...)",
+            )),
             Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(Authorized),
             Some(_) => Err(ApiError::new(StatusCode::FORBIDDEN, "invalid token")),
         }

@@ -15,7 +15,11 @@ const SCRIPT: &str = include_str!("static/dashboard.js");
 const STYLE: &str = include_str!("static/dashboard.css");
 
 fn enabled(state: &State) -> Result<(), ApiError> {
-    if state.dashboard { Ok(()) } else { Err(ApiError::not_found("the dashboard is disabled (api.dashboard)")) }
+    if state.dashboard {
+        Ok(())
+    } else {
+        Err(ApiError::not_found("the dashboard is disabled (api.dashboard)"))
+    }
 }
 
 pub async fn index(S(state): S<State>) -> Result<impl IntoResponse, ApiError> {
@@ -50,8 +54,11 @@ pub async fn board(S(state): S<State>) -> Json<Value> {
 
 /// The stream's latest keyframe; encoded once per keyframe, on the blocking pool.
 pub async fn frame(S(state): S<State>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let frame =
-        state.service.board.latest_frame(&id).ok_or_else(|| ApiError::not_found(format!("no keyframe for '{id}'")))?;
+    let frame = state
+        .service
+        .board
+        .latest_frame(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no keyframe for '{id}'")))?;
     let jpeg = tokio::task::spawn_blocking(move || frame.jpeg().map(<[u8]>::to_vec))
         .await?
         .map_err(|e| ApiError::internal(format!("JPEG encoding: {e}")))?;

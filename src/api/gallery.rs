@@ -23,7 +23,9 @@ pub struct AddProducts {
 
 fn failed(e: CatalogError) -> ApiError {
     match e {
-        CatalogError::Build(crate::gallery::build::BuildError::Catalog { .. }) => ApiError::bad_request(e.to_string()),
+        CatalogError::Build(crate::gallery::build::BuildError::Catalog { .. }) => {
+            ApiError::bad_request(e.to_string())
+        }
         other => ApiError::internal(other.to_string()),
     }
 }
@@ -56,7 +58,11 @@ pub async fn add(
     Ok(Json(json!(report)))
 }
 
-pub async fn remove(_: Authorized, S(state): S<State>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn remove(
+    _: Authorized,
+    S(state): S<State>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let g = state.service.gallery.clone();
     let ids = vec![id.clone()];
     let missing = tokio::task::spawn_blocking(move || g.remove(&ids)).await?.map_err(failed)?;

@@ -16,7 +16,10 @@ pub async fn readyz(S(state): S<State>) -> (StatusCode, Json<Value>) {
     let svc = &state.service;
     if svc.accepting() && !state.stopping.is_cancelled() {
         let streams = svc.stream_ids().len();
-        (StatusCode::OK, Json(json!({"status": "ready", "streams": streams, "products": svc.gallery.products()})))
+        (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "streams": streams, "products": svc.gallery.products()})),
+        )
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "shutting down"})))
     }

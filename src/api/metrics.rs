@@ -88,8 +88,12 @@ fn log2_histogram(
     }
     buckets.push((f64::INFINITY, h.count().saturating_sub(taken)));
     let sum = h.mean() * h.count() as f64 * scale;
-    e.encode_descriptor(name, help, None, MetricType::Histogram)?
-        .encode_histogram::<NoLabelSet>(sum, h.count(), &buckets, None)
+    e.encode_descriptor(name, help, None, MetricType::Histogram)?.encode_histogram::<NoLabelSet>(
+        sum,
+        h.count(),
+        &buckets,
+        None,
+    )
 }
 
 impl Collector for Live {
@@ -100,7 +104,9 @@ impl Collector for Live {
         type Field = fn(&crate::ingest::StatsSnapshot) -> u64;
         let per_stream: [(&str, &str, Field); 5] = [
             ("stream_keyframes", "Sampled keyframes delivered to the encoder", |s| s.keyframes),
-            ("stream_duplicates_skipped", "Keyframes skipped as near-duplicates (pHash)", |s| s.duplicates_skipped),
+            ("stream_duplicates_skipped", "Keyframes skipped as near-duplicates (pHash)", |s| {
+                s.duplicates_skipped
+            }),
             ("stream_dropped", "Keyframes dropped at ingest: channel to the encoder full", |s| s.dropped),
             ("stream_reconnects", "Reconnect attempts", |s| s.reconnects),
             ("stream_audio_dropped", "Audio chunks dropped: channel to ASR full", |s| s.audio_dropped),
@@ -112,7 +118,8 @@ impl Collector for Live {
                 m.encode_family(&labels)?.encode_counter::<NoLabelSet, _, u64>(&field(&s.stats), None)?;
             }
         }
-        let mut m = e.encode_descriptor("stream_state", "1 for the stream's current state", None, MetricType::Gauge)?;
+        let mut m =
+            e.encode_descriptor("stream_state", "1 for the stream's current state", None, MetricType::Gauge)?;
         for s in &streams {
             for (st, label) in STATES {
                 let labels = [("stream", s.id.as_str()), ("state", label)];
@@ -131,7 +138,14 @@ impl Collector for Live {
         }
 
         let enc = &svc.encoder_metrics;
-        log2_histogram(&mut e, "encoder_batch_size", "Frames per encoder batch", &enc.batch_size, (0, 8), 1.0)?;
+        log2_histogram(
+            &mut e,
+            "encoder_batch_size",
+            "Frames per encoder batch",
+            &enc.batch_size,
+            (0, 8),
+            1.0,
+        )?;
         log2_histogram(
             &mut e,
             "encoder_queue_wait_seconds",
@@ -147,10 +161,16 @@ impl Collector for Live {
             "Keyframes dropped before the encoder: a live stream's queue was full",
             svc.encoder_dropped.load(Relaxed),
         )?;
-        gauge(&mut e, "encoder_open_queues", "Per-stream encoder queues open", enc.open_queues.load(Relaxed) as i64)?;
+        gauge(
+            &mut e,
+            "encoder_open_queues",
+            "Per-stream encoder queues open",
+            enc.open_queues.load(Relaxed) as i64,
+        )?;
         gauge(&mut e, "gallery_products", "Products in the gallery", svc.gallery.products() as i64)?;
 
-        let mut m = e.encode_descriptor("events", "Detection events handed to the sink", None, MetricType::Counter)?;
+        let mut m =
+            e.encode_descriptor("events", "Detection events handed to the sink", None, MetricType::Counter)?;
         let sm = &svc.metrics;
         for (t, c) in [
             ("product.appeared", &sm.events_appeared),
@@ -163,10 +183,20 @@ impl Collector for Live {
         if let Some(p) = &self.0.publish {
             let p = p.snapshot();
             counter(&mut e, "publish_accepted", "Events taken by the publisher", p.accepted)?;
-            counter(&mut e, "publish_delivered", "Events acknowledged by Kafka (or written by stdout/file)", p.delivered)?;
+            counter(
+                &mut e,
+                "publish_delivered",
+                "Events acknowledged by Kafka (or written by stdout/file)",
+                p.delivered,
+            )?;
             counter(&mut e, "publish_failed", "Events given up on (timeout, permanent error)", p.failed)?;
             counter(&mut e, "publish_dropped", "Events dropped by the bound policy", p.dropped)?;
-            gauge(&mut e, "publish_buffered_events", "Accepted events not yet delivered, failed or dropped", p.buffered as i64)?;
+            gauge(
+                &mut e,
+                "publish_buffered_events",
+                "Accepted events not yet delivered, failed or dropped",
+                p.buffered as i64,
+            )?;
         }
         Ok(())
     }

@@ -39,7 +39,10 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 fn detail(state: &State, info: StreamInfo) -> Value {
     let board = state.service.board.stream(&info.id);
     let mut v = json!(info);
-    v["keyframes_per_sec"] = json!(board.as_ref().map_or(0.0, |b| (b.keyframes_per_sec * 100.0).round() / 100.0));
+    v["keyframes_per_sec"] =
+        json!(board.as_ref().map_or(0.0, |b| (b.keyframes_per_sec * 100.0).round() / 100.0));
+    // Last keyframe through the encoder and matcher (`keyframes` counts what ingest delivered).
+    v["last_processed_seq"] = json!(board.as_ref().and_then(|b| b.latest_seq));
     v["on_screen"] = json!(board.as_ref().map(|b| b.on_screen.clone()).unwrap_or_default());
     v
 }
@@ -50,7 +53,10 @@ pub async fn list(S(state): S<State>) -> Json<Value> {
 }
 
 pub async fn get_one(S(state): S<State>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let info = state.service.stream_info(&id).ok_or_else(|| ApiError::not_found(format!("no stream with id '{id}'")))?;
+    let info = state
+        .service
+        .stream_info(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no stream with id '{id}'")))?;
     Ok(Json(detail(&state, info)))
 }
 
@@ -63,7 +69,8 @@ pub async fn add(
     if req.uri.trim().is_empty() {
         return Err(ApiError::bad_request("\"uri\" must not be empty"));
     }
-    let source = crate::ingest::Source::parse(req.uri.trim()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let source =
+        crate::ingest::Source::parse(req.uri.trim()).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let id = req.id.clone().unwrap_or_else(|| source.default_id());
     check_id(&id)?;
     let svc = &state.service;
@@ -74,12 +81,17 @@ pub async fn add(
         ));
     }
     let id = svc.add_stream_with(Some(&id), req.uri.trim(), &req.options)?;
-    let info = svc.stream_info(&id).ok_or_else(|| ApiError::internal("stream vanished right after adding"))?;
+    let info =
+        svc.stream_info(&id).ok_or_else(|| ApiError::internal("stream vanished right after adding"))?;
     tracing::info!(stream = %id, uri = %req.uri, "stream added through the API");
     Ok((StatusCode::CREATED, Json(detail(&state, info))))
 }
 
-pub async fn remove(_: Authorized, S(state): S<State>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn remove(
+    _: Authorized,
+    S(state): S<State>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let stats = state.service.remove_stream(&id).await?;
     tracing::info!(stream = %id, "stream removed through the API");
     Ok(Json(json!({"id": id, "removed": true, "final": stats})))

@@ -78,9 +78,19 @@ pub struct StreamBoard {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Update {
     /// A new keyframe: fetch `/api/streams/{id}/frame.jpg?seq=N` when the tile is visible.
-    Frame { stream_id: String, seq: u64, unix_ms: u64 },
-    Event { event: Box<DetectionEvent>, image_url: Option<String> },
-    Asr { stream_id: String, text: String },
+    Frame {
+        stream_id: String,
+        seq: u64,
+        unix_ms: u64,
+    },
+    Event {
+        event: Box<DetectionEvent>,
+        image_url: Option<String>,
+    },
+    Asr {
+        stream_id: String,
+        text: String,
+    },
     /// A stream was added or removed.
     Streams,
 }
@@ -121,10 +131,13 @@ impl Board {
             image: frame.image,
             jpeg: OnceLock::new(),
         });
-        let update = Update::Frame { stream_id: frame.stream_id.to_string(), seq: f.seq, unix_ms: f.captured_unix_ms };
+        let update =
+            Update::Frame { stream_id: frame.stream_id.to_string(), seq: f.seq, unix_ms: f.captured_unix_ms };
         {
             let mut streams = self.streams.lock();
-            let view = streams.entry(frame.stream_id).or_default();
+            // A removed stream's last frames may still come out of the encoder: they must not bring
+            // its view back.
+            let Some(view) = streams.get_mut(&frame.stream_id) else { return };
             view.frame = Some(f);
             view.recent.push_back(now);
             while view.recent.front().is_some_and(|t| now.duration_since(*t) > RATE_WINDOW) {
@@ -136,7 +149,7 @@ impl Board {
 
     pub fn asr_text(&self, stream_id: &StreamId, text: &str) {
         let mut streams = self.streams.lock();
-        let view = streams.entry(stream_id.clone()).or_default();
+        let Some(view) = streams.get_mut(stream_id) else { return };
         if view.asr_text.as_deref() == Some(text) {
             return;
         }
@@ -146,9 +159,7 @@ impl Board {
     }
 
     pub fn event(&self, ev: &DetectionEvent, image_url: Option<String>) {
-        {
-            let mut streams = self.streams.lock();
-            let view = streams.entry(StreamId::from(ev.stream_id.as_str())).or_default();
+        if let Some(view) = self.streams.lock().get_mut(ev.stream_id.as_str()) {
             if ev.event_type == "product.disappeared" {
                 view.on_screen.remove(&ev.product_id);
             } else {
@@ -174,7 +185,9 @@ impl Board {
         self.send(Update::Event { event: Box::new(ev.clone()), image_url });
     }
 
-    pub fn stream_added(&self) {
+    /// Views exist only for added streams (see [`Board::frame`]).
+    pub fn add_stream(&self, id: &StreamId) {
+        self.streams.lock().entry(id.clone()).or_default();
         self.send(Update::Streams);
     }
 
@@ -193,11 +206,7 @@ impl Board {
     }
 
     pub fn recent_events(&self) -> Vec<serde_json::Value> {
-        self.events
-            .lock()
-            .iter()
-            .map(|(e, img)| serde_json::json!({"event": e, "image_url": img}))
-            .collect()
+        self.events.lock().iter().map(|(e, img)| serde_json::json!({"event": e, "image_url": img})).collect()
     }
 
     /// Number of streams with a view (a removed stream has none).

@@ -40,7 +40,13 @@ pub struct GalleryControl {
 }
 
 impl GalleryControl {
-    pub fn new(dir: &Path, manifest: Manifest, encoder: EncoderConfig, search: GalleryConfig, s: Searcher) -> Self {
+    pub fn new(
+        dir: &Path,
+        manifest: Manifest,
+        encoder: EncoderConfig,
+        search: GalleryConfig,
+        s: Searcher,
+    ) -> Self {
         GalleryControl {
             dir: dir.to_path_buf(),
             manifest,

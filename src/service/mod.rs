@@ -224,7 +224,7 @@ impl Service {
         let handle = ingest::spawn(id.clone(), source, cfg, outputs.clone(), status.clone());
         streams.push(Stream { handle, uri: uri.to_string(), live, added_unix_ms: ingest::unix_ms(std::time::SystemTime::now()) });
         drop(streams);
-        self.board.stream_added();
+        self.board.add_stream(&id);
         Ok(id)
     }
 

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod broker;
+pub mod http;
+pub mod service;
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
