@@ -1,0 +1,296 @@
+//! Speech to text with the real models (Silero VAD + Moonshine base-en through ONNX Runtime) and real
+//! GStreamer: word error rate on espeak-ng sentences, transcript timing and tagging on a narrated live
+//! RTMP stream, and silence / music / no audio track without bogus text. A missing model, tool or
+//! server fails the test (run scripts/setup.sh), it never skips.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Servers, StreamSpec, make_file, publish_file_rtmp, run_livesku};
+use livesku::asr::wer::{corpus_wer, wer};
+use serde_json::Value;
+
+/// What a host might say; read by espeak-ng at 150 words per minute, one every `SPACING` seconds.
+const SENTENCES: [&str; 10] = [
+    "Hello everyone and welcome back to the live show.",
+    "Today I have three great products for your kitchen.",
+    "This kettle boils a full litre of water in two minutes.",
+    "The handle stays cool so you can pour it safely.",
+    "It comes in red, black and silver.",
+    "Our second product is a set of four coffee mugs.",
+    "They are made of porcelain and are dishwasher safe.",
+    "If you order in the next hour, shipping is free.",
+    "Please leave a comment if you have any questions.",
+    "Thank you for watching and see you tomorrow.",
+];
+const SPACING: f64 = 6.0;
+
+/// Writes a 16 kHz mono WAV with each (start seconds, text) spoken by espeak-ng (scripts/demo/narration.py).
+fn narration(out: &Path, seconds: f64, lines: &[(f64, &str)]) {
+    let python = livesku::paths::venv_python();
+    assert!(python.is_file(), "{} missing: run scripts/setup.sh", python.display());
+    let mut cmd = Command::new(python);
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo/narration.py"));
+    cmd.args(["--seconds", &seconds.to_string(), "--out", out.to_str().unwrap()]);
+    for (at, text) in lines {
+        cmd.args(["--say", &format!("{at}:{text}")]);
+    }
+    let status = cmd.status().expect("run narration.py");
+    assert!(status.success(), "narration.py failed (espeak-ng missing? run scripts/setup.sh)");
+}
+
+fn demo_dir() -> std::path::PathBuf {
+    let dir = livesku::paths::cache_dir().join("demo");
+    assert!(
+        dir.join("catalog.jsonl").is_file(),
+        "demo products missing in {}: run scripts/setup.sh",
+        dir.display()
+    );
+    dir
+}
+
+/// Gallery of the demo products (scripts/setup/demo-assets.sh) in `dir/gallery`.
+fn demo_gallery(dir: &Path) -> String {
+    let gallery = dir.join("gallery");
+    let catalog = demo_dir().join("catalog.jsonl");
+    let build = run_livesku(
+        &["gallery", "build", "--catalog", catalog.to_str().unwrap(), "--out", gallery.to_str().unwrap()],
+        Duration::from_secs(120),
+    );
+    assert!(build.success, "{}", build.stderr);
+    gallery.to_str().unwrap().to_string()
+}
+
+/// scripts/demo/scene.py showing `shows` (demo image, start s, end s), H.264 at 15 fps with a 0.5 s GOP,
+/// and `wav` as AAC at 44.1 kHz stereo like a real encoder (AAC at 16 kHz loses the consonants).
+fn render_scene(out: &Path, shows: &[(&str, u32, u32)], seconds: u32, wav: &Path) {
+    let python = livesku::paths::venv_python();
+    assert!(python.is_file(), "{} missing: run scripts/setup.sh", python.display());
+    let demo = demo_dir();
+    let mut scene = Command::new(python);
+    scene.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo/scene.py"));
+    scene.args(["--seconds", &seconds.to_string()]);
+    for (img, start, end) in shows {
+        scene.args(["--show", &format!("{}:{start}:{end}", demo.join(img).display())]);
+    }
+    let mut scene = scene.stdout(Stdio::piped()).spawn().expect("run scene.py");
+    let frames = scene.stdout.take().unwrap();
+    let pipeline = format!(
+        "fdsrc ! rawvideoparse width=640 height=360 format=rgb framerate=15/1 ! videoconvert \
+         ! x264enc speed-preset=ultrafast key-int-max=8 ! h264parse ! mp4mux name=m ! filesink location={} \
+         filesrc location={} ! wavparse ! audioconvert ! audioresample ! audio/x-raw,rate=44100,channels=2 \
+         ! voaacenc bitrate=128000 ! aacparse ! m.",
+        out.display(),
+        wav.display()
+    );
+    let status = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .stdin(frames)
+        .status()
+        .expect("gst-launch-1.0 is missing: run scripts/setup.sh");
+    assert!(status.success() && scene.wait().unwrap().success(), "could not render the scene");
+}
+
+fn validator() -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(livesku::event::SCHEMA).unwrap();
+    jsonschema::validator_for(&schema).expect("the event schema compiles")
+}
+
+/// (type, product) of each event, `product.updated` left out.
+fn story(events: &[Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|e| e["type"] != "product.updated")
+        .map(|e| (e["type"].as_str().unwrap().into(), e["product_id"].as_str().unwrap().into()))
+        .collect()
+}
+
+fn transcribe(uri: &str, extra: &[&str], timeout: Duration) -> Vec<Value> {
+    let mut args = vec!["transcribe", uri];
+    args.extend_from_slice(extra);
+    let run = run_livesku(&args, timeout);
+    assert!(run.success, "transcribe failed:\n{}", run.stderr);
+    for l in &run.lines {
+        let text = l["text"].as_str().expect("text");
+        assert!(!text.trim().is_empty(), "empty transcript line: {l}");
+        assert!(l["end_ms"].as_u64().unwrap() > l["start_ms"].as_u64().unwrap(), "{l}");
+        let c = l["confidence"].as_f64().unwrap();
+        assert!(c > 0.0 && c <= 1.0, "{l}");
+    }
+    run.lines
+}
+
+/// Text of the utterances whose midpoint falls in `[from_s, to_s)`.
+fn text_between(lines: &[Value], from_s: f64, to_s: f64) -> String {
+    lines
+        .iter()
+        .filter(|l| {
+            let mid = (l["start_ms"].as_f64().unwrap() + l["end_ms"].as_f64().unwrap()) / 2000.0;
+            (from_s..to_s).contains(&mid)
+        })
+        .map(|l| l["text"].as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn word_error_rate_on_espeak_sentences_is_at_most_ten_percent() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("sentences.wav");
+    let lines: Vec<(f64, &str)> =
+        SENTENCES.iter().enumerate().map(|(i, s)| (0.5 + i as f64 * SPACING, *s)).collect();
+    narration(&wav, SENTENCES.len() as f64 * SPACING + 1.0, &lines);
+    let got = transcribe(wav.to_str().unwrap(), &[], Duration::from_secs(240));
+    let hyps: Vec<String> = (0..SENTENCES.len())
+        .map(|i| text_between(&got, i as f64 * SPACING, (i + 1) as f64 * SPACING))
+        .collect();
+    for (r, h) in SENTENCES.iter().zip(&hyps) {
+        eprintln!("WER {:.2}  ref: {r}\n           hyp: {h}", wer(r, h));
+    }
+    let w = corpus_wer(SENTENCES.iter().copied().zip(hyps.iter().map(String::as_str)));
+    eprintln!("corpus WER {w:.3} over {} sentences", SENTENCES.len());
+    assert!(w <= 0.10, "WER {w:.3} > 0.10: {got:#?}");
+    // Each sentence starts where it was spoken (VAD pad 200 ms, espeak-ng's own lead-in).
+    for (i, (at, _)) in lines.iter().enumerate() {
+        let first = got
+            .iter()
+            .map(|l| l["start_ms"].as_f64().unwrap() / 1000.0)
+            .find(|s| (i as f64 * SPACING..(i + 1) as f64 * SPACING).contains(s))
+            .unwrap_or_else(|| panic!("no utterance for sentence {i}: {got:#?}"));
+        assert!((first - at).abs() < 0.5, "sentence {i} spoken at {at} s, transcript starts at {first} s");
+    }
+}
+
+#[test]
+fn silence_music_and_no_audio_track_give_no_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Silence and a steady tone through GStreamer, a plucked melody with sox.
+    let silence = d.join("silence.wav");
+    let tone = d.join("tone.wav");
+    for (path, wave) in [(&silence, "silence"), (&tone, "sine freq=440")] {
+        let pipeline = format!(
+            "audiotestsrc wave={wave} num-buffers=160 ! audio/x-raw,rate=16000,channels=1 ! wavenc ! filesink location={}",
+            path.display()
+        );
+        let ok = Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(pipeline.split_whitespace())
+            .status()
+            .expect("gst-launch-1.0 missing: run scripts/setup.sh");
+        assert!(ok.success());
+    }
+    let melody = d.join("melody.wav");
+    let mut sox = Command::new("sox");
+    sox.args(["-n", "-r", "16000", "-c", "1", melody.to_str().unwrap()]);
+    for note in ["C4", "E4", "G4", "C5", "G4", "E4", "C4", "D4", "F4", "A4", "F4", "D4"] {
+        sox.args(["synth", "0.5", "pluck", note, ":"]);
+    }
+    sox.args(["synth", "0.5", "pluck", "C4"]);
+    assert!(sox.status().expect("sox missing: run scripts/setup.sh").success());
+    for f in [&silence, &tone, &melody] {
+        let got = transcribe(f.to_str().unwrap(), &[], Duration::from_secs(60));
+        assert!(got.is_empty(), "{}: bogus text {got:#?}", f.display());
+    }
+    // A video file without an audio track: no transcripts, no error.
+    let video = d.join("mute.mp4");
+    make_file(&video, &StreamSpec { audio: false, ..StreamSpec::default() }, 3);
+    let got = transcribe(video.to_str().unwrap(), &[], Duration::from_secs(60));
+    assert!(got.is_empty(), "{got:#?}");
+}
+
+/// The host's lines: (start s, text). The tabby cat print is named while the set is empty: it must not
+/// appear. The rocket is named just before it is shown. (Lines chosen so that espeak-ng's voice is
+/// intelligible: it mangles e.g. "red porcelain espresso" and "glossy art print" beyond recognition.)
+const LINES: [(f64, &str); 3] = [
+    (6.0, "Hello everyone! First today, a red coffee cup and saucer for your espresso."),
+    (19.5, "Later this week we will also sell a picture of a cat with green eyes."),
+    (25.0, "Now here is a detailed scale model of a rocket on its launch pad."),
+];
+
+const SCENE_SECS: f64 = 46.0;
+
+#[test]
+fn narrated_live_stream_tags_keyframes_and_events_with_what_the_host_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gallery = demo_gallery(d);
+    let wav = d.join("speech.wav");
+    narration(&wav, SCENE_SECS, &LINES);
+    let video = d.join("scene.mp4");
+    render_scene(&video, &[("coffee.png", 5, 19), ("rocket.jpg", 31, 46)], 46, &wav);
+
+    let servers = Servers::start();
+    let url = servers.rtmp_url("shop");
+    // The readers join a running stream (as a platform would), during the 5 s silent lead-in; their
+    // stream clocks start when they join, so the narration is offset by the join delay.
+    let mut publisher = publish_file_rtmp(&video, &url);
+    std::thread::sleep(Duration::from_millis(1000));
+    let (u1, g) = (url.clone(), gallery.clone());
+    let recognize = std::thread::spawn(move || {
+        run_livesku(&["recognize", &u1, "--gallery", &g, "--duration", "46"], Duration::from_secs(120))
+    });
+    let u2 = url.clone();
+    let transcripts = std::thread::spawn(move || {
+        let run = run_livesku(&["transcribe", &u2, "--duration", "46"], Duration::from_secs(120));
+        assert!(run.success, "{}", run.stderr);
+        run.lines
+    });
+    let run = recognize.join().unwrap();
+    let lines = transcripts.join().unwrap();
+    publisher.kill();
+    assert!(run.success, "{}", run.stderr);
+
+    // Transcripts: the right words at the right stream time (up to the join delay, the same for all).
+    eprintln!("transcripts: {lines:#?}");
+    let starts: Vec<f64> = lines.iter().map(|l| l["start_ms"].as_f64().unwrap() / 1000.0).collect();
+    let offset = LINES[0].0 - starts.first().copied().expect("no transcript at all");
+    assert!((0.0..5.0).contains(&offset), "first utterance at {starts:?}");
+    for (i, (at, text)) in LINES.iter().enumerate() {
+        let end = LINES.get(i + 1).map_or(SCENE_SECS, |l| l.0);
+        let hyp = text_between(&lines, at - offset - 0.5, end - offset - 0.5);
+        let w = wer(text, &hyp);
+        // espeak-ng through AAC and a live join is harder than the clean WER set: a looser bound here,
+        // plus the product words the tagging relies on.
+        assert!(w <= 0.35, "line {i}: '{hyp}' for '{text}' (WER {w:.2})");
+        let key = ["espresso", "cat", "rocket"][i];
+        assert!(hyp.to_lowercase().contains(key), "line {i}: '{hyp}' lacks '{key}'");
+        let first = starts.iter().find(|s| **s + offset >= at - 0.5).unwrap();
+        assert!((first + offset - at).abs() < 0.6, "line {i} at {at} s, transcript at {first} s + {offset}");
+    }
+
+    // Events: schema-valid, the story of the picture (no tabby cat: it was only named), each carrying
+    // the speech that went with its keyframes, never an empty tag.
+    let events = run.lines;
+    eprintln!("events: {events:#?}");
+    let schema = validator();
+    for e in &events {
+        assert!(schema.is_valid(e), "not schema-valid: {e}");
+        assert_ne!(e["asr_text"].as_str().map(str::trim), Some(""), "empty tag: {e}");
+    }
+    let s = story(&events);
+    assert!(!s.iter().any(|(_, p)| p == "sku-tabby-poster"), "named but not shown: {s:?}");
+    let want = [
+        ("product.appeared", "sku-espresso-set"),
+        ("product.disappeared", "sku-espresso-set"),
+        ("product.appeared", "sku-rocket-model"),
+    ];
+    let got: Vec<(&str, &str)> = s.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert!(got.starts_with(&want), "{got:?}");
+    let text_of = |kind: &str, product: &str| {
+        events
+            .iter()
+            .find(|e| e["type"] == kind && e["product_id"] == product)
+            .and_then(|e| e["asr_text"].as_str())
+            .unwrap_or_default()
+            .to_lowercase()
+    };
+    let espresso = text_of("product.disappeared", "sku-espresso-set");
+    assert!(espresso.contains("espresso"), "espresso events carry: '{espresso}'");
+    let rocket = text_of("product.appeared", "sku-rocket-model");
+    assert!(rocket.contains("rocket"), "rocket appeared with: '{rocket}'");
+}
