@@ -8,7 +8,8 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # GStreamer (build + runtime + libav decoders), x264/tools for generating test streams, nginx with the
-# RTMP module (test and demo RTMP/HLS server), espeak-ng + sox (test speech). See ../shared/STACK.md.
+# RTMP module (test and demo RTMP/HLS server), espeak-ng + sox (test speech), chromium + chromium-driver
+# (dashboard test, headless). See ../shared/STACK.md.
 APT_PACKAGES=(
     pkg-config ca-certificates unzip
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
@@ -16,6 +17,7 @@ APT_PACKAGES=(
     gstreamer1.0-plugins-ugly gstreamer1.0-tools
     nginx libnginx-mod-rtmp
     espeak-ng sox
+    chromium chromium-driver
 )
 
 SUDO=""

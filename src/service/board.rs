@@ -53,13 +53,26 @@ pub struct OnScreen {
     pub since_unix_ms: u64,
 }
 
-#[derive(Default)]
 struct StreamView {
+    /// When the stream was added (the rate's window starts no earlier).
+    since: Instant,
     frame: Option<Arc<Frame>>,
     /// Arrival times of recent keyframes (rate estimate).
     recent: VecDeque<Instant>,
     on_screen: BTreeMap<String, OnScreen>,
     asr_text: Option<String>,
+}
+
+impl Default for StreamView {
+    fn default() -> Self {
+        StreamView {
+            since: Instant::now(),
+            frame: None,
+            recent: VecDeque::new(),
+            on_screen: BTreeMap::new(),
+            asr_text: None,
+        }
+    }
 }
 
 /// One stream in a snapshot.
@@ -222,13 +235,13 @@ impl Board {
 fn view_snapshot(id: &str, v: &StreamView) -> StreamBoard {
     let now = Instant::now();
     let n = v.recent.iter().filter(|t| now.duration_since(**t) <= RATE_WINDOW).count();
-    // Over the full window once it is full, over the time since the first frame before that.
-    let span = v.recent.front().map_or(RATE_WINDOW, |t| now.duration_since(*t).max(Duration::from_secs(1)));
+    // Over the window, or the time since the stream was added when that is shorter.
+    let span = now.duration_since(v.since).clamp(Duration::from_secs(1), RATE_WINDOW);
     StreamBoard {
         stream_id: id.to_string(),
         latest_seq: v.frame.as_ref().map(|f| f.seq),
         latest_unix_ms: v.frame.as_ref().map(|f| f.captured_unix_ms),
-        keyframes_per_sec: n as f64 / span.min(RATE_WINDOW).as_secs_f64(),
+        keyframes_per_sec: n as f64 / span.as_secs_f64(),
         on_screen: v.on_screen.values().cloned().collect(),
         asr_text: v.asr_text.clone(),
     }

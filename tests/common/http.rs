@@ -50,9 +50,20 @@ pub fn request(
     req.push_str("\r\n");
     s.write_all(req.as_bytes())?;
     s.write_all(body)?;
+    // Read the head, then exactly Content-Length bytes: some servers (chromedriver) keep the connection
+    // open despite `Connection: close`.
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no header end"))?;
+    let mut buf = [0u8; 16 * 1024];
+    let split = loop {
+        if let Some(p) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Err(bad("connection closed before the response head"));
+        }
+        raw.extend_from_slice(&buf[..n]);
+    };
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status = lines
@@ -64,11 +75,29 @@ pub fn request(
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
+    let find =
+        |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
     let mut body = raw[split + 4..].to_vec();
-    let chunked =
-        headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    if chunked {
+    if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        while body.len() < len {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                return Err(bad("connection closed mid-body"));
+            }
+            body.extend_from_slice(&buf[..n]);
+        }
+        body.truncate(len);
+    } else if find("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        while !body.ends_with(b"0\r\n\r\n") {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&buf[..n]);
+        }
         body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
+    } else {
+        s.read_to_end(&mut body)?;
     }
     Ok(Response { status, headers, body })
 }

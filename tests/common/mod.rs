@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod http;
 pub mod service;
+pub mod webdriver;
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};

@@ -1,0 +1,102 @@
+//! The moderator dashboard end to end in real headless Chromium: `livesku run` with the demo gallery, a
+//! live RTMP stream of the demo scene (empty set, then the espresso set from second 8), the stream added
+//! through the API while the page is open. The tile must appear, show keyframes, and list the product
+//! within a few seconds of it appearing in the stream; a screenshot is saved (path printed).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::service::{Service, demo_gallery};
+use common::webdriver::Browser;
+use common::{Proc, Servers};
+
+/// Seconds into the scene at which the product is shown.
+const APPEARS_AT: f64 = 8.0;
+
+/// Streams the demo scene to `url` live (paced by `clocksync`), as a host's camera would.
+fn publish_scene(url: &str, seconds: u32) -> (Proc, Proc) {
+    let python = livesku::paths::venv_python();
+    assert!(python.is_file(), "{} missing: run scripts/setup.sh", python.display());
+    let coffee = livesku::paths::cache_dir().join("demo").join("coffee.png");
+    assert!(coffee.is_file(), "demo products missing ({}): run scripts/setup.sh", coffee.display());
+    let mut scene = Command::new(python)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo/scene.py"))
+        .args(["--seconds", &seconds.to_string(), "--show", &format!("{}:{APPEARS_AT}:{seconds}", coffee.display())])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run scene.py");
+    let frames = scene.stdout.take().unwrap();
+    let pipeline = format!(
+        "fdsrc ! rawvideoparse width=640 height=360 format=rgb framerate=15/1 ! clocksync ! videoconvert \
+         ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=8 ! h264parse \
+         ! flvmux streamable=true ! rtmp2sink location={url}"
+    );
+    let gst = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .stdin(frames)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("gst-launch-1.0 is missing: run scripts/setup.sh");
+    (Proc(scene), Proc(gst))
+}
+
+#[test]
+fn dashboard_shows_a_new_stream_and_its_detection_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = demo_gallery(dir.path());
+    let servers = Servers::start();
+    let svc = Service::start(&gallery, "");
+    let browser = Browser::start();
+    browser.goto(&format!("http://{}/", svc.addr));
+    let (title, _) = browser
+        .wait_for("return document.readyState === 'complete' && document.title", Duration::from_secs(10))
+        .expect("the dashboard page loads");
+    assert!(title.as_str().unwrap_or_default().contains("livesku"), "{title}");
+    browser
+        .wait_for("return document.getElementById('conn').textContent === 'live'", Duration::from_secs(10))
+        .expect("the page connects to /api/events");
+
+    // The stream is added while the page is open: no reload.
+    let url = servers.rtmp_url("shop");
+    let _publisher = publish_scene(&url, 40);
+    let published = Instant::now();
+    svc.add_stream("shop", &url);
+    let tile = "document.querySelector('[data-stream=\"shop\"]')";
+    let (_, took) = browser
+        .wait_for(&format!("return {tile} !== null"), Duration::from_secs(10))
+        .expect("the new stream's tile appears");
+    eprintln!("tile appeared {took:?} after the stream was added");
+    browser
+        .wait_for(
+            &format!("const i = {tile}.querySelector('.frame img'); return i.complete && i.naturalWidth > 0"),
+            Duration::from_secs(20),
+        )
+        .unwrap_or_else(|| panic!("no keyframe shown in the tile\n{}", svc.log()));
+
+    let product = format!("return {tile}.querySelector('.products li[data-product=\"sku-espresso-set\"] .title')?.textContent ?? null");
+    let (title, _) = browser
+        .wait_for(&product, Duration::from_secs(40))
+        .unwrap_or_else(|| panic!("the espresso set never showed up on the dashboard\n{}", svc.log()));
+    let after_appearing = published.elapsed().as_secs_f64() - APPEARS_AT;
+    assert_eq!(title, "Red espresso cup and saucer");
+    eprintln!("detection on the dashboard {after_appearing:.1} s after the product appeared in the stream");
+    assert!(after_appearing < 10.0, "too slow: {after_appearing:.1} s");
+    browser
+        .wait_for("return document.querySelector('#timeline .appeared') !== null", Duration::from_secs(5))
+        .expect("the appeared event is in the timeline");
+    let score: f64 = browser
+        .eval(&format!("return parseFloat({tile}.querySelector('.products .score').textContent)"))
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(score > 0.5, "score shown: {score}");
+
+    // Let the tile fetch the keyframe that showed the product before taking the picture.
+    std::thread::sleep(Duration::from_secs(2));
+    browser.wait_for(&format!("return {tile}.querySelector('.frame img').complete"), Duration::from_secs(5));
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    browser.screenshot(&shot);
+    eprintln!("dashboard screenshot: {}", shot.display());
+}
