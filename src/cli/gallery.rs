@@ -27,6 +27,9 @@ pub struct EncoderArgs {
     /// Weight of the text cosine in query scores [default: the manifest's].
     #[arg(long)]
     pub text_weight: Option<f32>,
+    /// Weight of the image cosine in query scores [default: the manifest's]; 0 = text only.
+    #[arg(long)]
+    pub visual_weight: Option<f32>,
 }
 
 impl EncoderArgs {
@@ -36,6 +39,7 @@ impl EncoderArgs {
             provider: self.provider,
             intra_threads: self.threads,
             text_weight: self.text_weight,
+            visual_weight: self.visual_weight,
             ..EncoderConfig::default()
         };
         cfg.validate()?;
