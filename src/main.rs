@@ -20,6 +20,8 @@ enum Command {
     Recognize(cli::recognize::Args),
     /// Build and update product galleries from catalogue files.
     Gallery(cli::gallery::Args),
+    /// Print detection events as a Kafka consumer group receives them.
+    Consume(cli::consume::Args),
     /// Measure retrieval recall of a gallery on labelled queries.
     Eval(cli::eval::Args),
     /// Transcribe the speech of one stream or file: one JSON line per utterance.
@@ -35,6 +37,7 @@ fn main() -> std::process::ExitCode {
         Command::Gallery(args) => cli::gallery::run(args),
         Command::Eval(args) => cli::eval::run(args),
         Command::Transcribe(args) => cli::transcribe::run(args),
+        Command::Consume(args) => cli::consume::run(args),
     };
     match result {
         Ok(code) => code,

@@ -5,80 +5,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::run_livesku;
 use serde_json::Value;
-
-fn demo_dir() -> std::path::PathBuf {
-    let dir = livesku::paths::cache_dir().join("demo");
-    assert!(dir.join("catalog.jsonl").is_file(), "demo products missing in {}: run scripts/setup.sh", dir.display());
-    dir
-}
-
-/// Renders the scene with scripts/demo/scene.py and encodes it to H.264 MP4 (0.5 s GOP).
-fn render_scene(out: &Path, shows: &[(&str, u32, u32)], seconds: u32) {
-    let python = livesku::paths::venv_python();
-    assert!(python.is_file(), "{} missing: run scripts/setup.sh", python.display());
-    let demo = demo_dir();
-    let mut args = vec![
-        concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo/scene.py").to_string(),
-        "--seconds".into(),
-        seconds.to_string(),
-    ];
-    for (img, start, end) in shows {
-        args.push("--show".into());
-        args.push(format!("{}:{start}:{end}", demo.join(img).display()));
-    }
-    let mut scene = Command::new(python).args(&args).stdout(Stdio::piped()).spawn().expect("run scene.py");
-    let frames = scene.stdout.take().unwrap();
-    let status = Command::new("gst-launch-1.0")
-        .args(["-q", "fdsrc", "!", "rawvideoparse", "width=640", "height=360", "format=rgb", "framerate=15/1"])
-        .args(["!", "videoconvert", "!", "x264enc", "speed-preset=ultrafast", "key-int-max=8", "!", "h264parse"])
-        .args(["!", "mp4mux", "!", "filesink", &format!("location={}", out.display())])
-        .stdin(frames)
-        .status()
-        .expect("gst-launch-1.0 is missing: run scripts/setup.sh");
-    assert!(status.success() && scene.wait().unwrap().success(), "could not render the scene");
-}
-
-fn validator() -> jsonschema::Validator {
-    let schema: Value = serde_json::from_str(livesku::event::SCHEMA).unwrap();
-    jsonschema::validator_for(&schema).expect("the event schema compiles")
-}
-
-/// A gallery of the demo products and a 40 s scene: espresso set 0-14 s, empty set, rocket 22-40 s.
-fn scene_fixture() -> (tempfile::TempDir, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let gallery = dir.path().join("gallery");
-    let catalog = demo_dir().join("catalog.jsonl");
-    let build = run_livesku(
-        &["gallery", "build", "--catalog", catalog.to_str().unwrap(), "--out", gallery.to_str().unwrap()],
-        Duration::from_secs(120),
-    );
-    assert!(build.success, "{}", build.stderr);
-    let video = dir.path().join("scene.mp4");
-    render_scene(&video, &[("coffee.png", 0, 14), ("rocket.jpg", 22, 40)], 40);
-    let (g, v) = (gallery.to_str().unwrap().to_string(), video.to_str().unwrap().to_string());
-    (dir, g, v)
-}
-
-const STORY: [(&str, &str); 4] = [
-    ("product.appeared", "sku-espresso-set"),
-    ("product.disappeared", "sku-espresso-set"),
-    ("product.appeared", "sku-rocket-model"),
-    ("product.disappeared", "sku-rocket-model"),
-];
-
-fn story(events: &[Value]) -> Vec<(String, String)> {
-    events
-        .iter()
-        .filter(|e| e["type"] != "product.updated")
-        .map(|e| (e["type"].as_str().unwrap().into(), e["product_id"].as_str().unwrap().into()))
-        .collect()
-}
+use common::scene::{expected_story, scene_fixture, story, validator};
 
 #[test]
 fn product_a_then_empty_set_then_product_b() {
@@ -97,7 +28,7 @@ fn product_a_then_empty_set_then_product_b() {
         assert!(schema.is_valid(e), "not schema-valid: {e}");
         assert_eq!(e["stream_id"], "scene");
     }
-    assert_eq!(story(&events), STORY.map(|(a, b)| (a.to_string(), b.to_string())), "{events:#?}");
+    assert_eq!(story(&events), expected_story(), "{events:#?}");
     // Episodes sit where the products were shown (stream PTS, ms).
     let first_seen = |i: usize| events.iter().filter(|e| e["type"] == "product.appeared").nth(i).unwrap()["first_seen"]["pts_ms"].as_u64().unwrap();
     assert!(first_seen(0) < 3_000 && (22_000..26_000).contains(&first_seen(1)));
@@ -155,7 +86,7 @@ fn detections_reach_a_kafka_consumer_group_in_order() {
         assert_eq!(m.header("content-type"), Some("application/json"));
         assert!(schema.is_valid(e), "not schema-valid: {e}");
     }
-    assert_eq!(story(&events), STORY.map(|(a, b)| (a.to_string(), b.to_string())), "{events:#?}");
+    assert_eq!(story(&events), expected_story(), "{events:#?}");
     let mut ids: Vec<&str> = events.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
     let n = ids.len();
     ids.sort();

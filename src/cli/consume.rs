@@ -150,7 +150,10 @@ mod tests {
     fn pretty_line_names_type_product_and_title() {
         let ev = r#"{"type":"product.appeared","product_id":"sku-1","title":"Red cup","score":0.8312,
                      "last_seen":{"utc":"2026-11-22T12:00:03.120Z"}}"#;
-        assert_eq!(pretty_line("demo", ev), "12:00:03  demo  product.appeared     sku-1              0.83  \"Red cup\"");
+        assert_eq!(
+            pretty_line("demo", ev),
+            "12:00:03  demo  product.appeared     sku-1              0.83  \"Red cup\""
+        );
         assert!(pretty_line("demo", "oops").contains("not a JSON event"));
     }
 }

@@ -1,5 +1,6 @@
 //! Subcommands of the `livesku` binary. Each returns the process exit code; errors go up as `anyhow`.
 
+pub mod consume;
 pub mod eval;
 pub mod gallery;
 pub mod ingest;
@@ -16,5 +17,7 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: log files and test captures stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

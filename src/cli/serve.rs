@@ -44,6 +44,7 @@ pub fn serve(cfg: ServiceConfig, duration: Option<Duration>, until_sources_end: 
     let sink = publisher.clone();
     // Never blocks: when the sink's bound is hit the event is dropped and counted (config/README.md).
     let emit = move |ev: DetectionEvent| {
+        tracing::info!(stream = %ev.stream_id, product = %ev.product_id, score = ev.score, "{}", ev.event_type);
         sink.publish(ev);
     };
 

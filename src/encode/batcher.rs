@@ -1,7 +1,8 @@
 //! Dynamic batcher shared by all streams. Each stream submits into its own bounded queue; one worker
 //! thread fills batches round-robin over the queues (one frame per stream per pass, so a busy stream
 //! cannot starve a quiet one), flushes when the batch is full or its oldest frame has waited `max_wait`,
-//! and sends every embedding out together with the frame it came from.
+//! and sends every embedding out together with the frame it came from. When a stream's queue is closed
+//! and drained, its id goes out on [`Batcher::ended`] after the last of its embeddings.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -86,6 +87,7 @@ struct Queue {
 
 pub struct Batcher {
     control: Sender<Queue>,
+    ended: Receiver<StreamId>,
     cfg: BatcherConfig,
     metrics: Arc<BatcherMetrics>,
     worker: JoinHandle<()>,
@@ -100,26 +102,16 @@ pub struct StreamSender {
 impl StreamSender {
     /// Submits a frame, blocking while this stream's queue is full (back-pressure towards ingest).
     pub fn send(&self, req: EncodeRequest) -> Result<(), EncodeError> {
-        self.tx
-            .send(Pending {
-                req,
-                at: Instant::now(),
-            })
-            .map_err(|_| EncodeError::Stopped)
+        self.tx.send(Pending { req, at: Instant::now() }).map_err(|_| EncodeError::Stopped)
     }
 
     /// Submits a frame unless the queue is full; the frame comes back in the error (hence its size).
     #[allow(clippy::result_large_err)]
     pub fn try_send(&self, req: EncodeRequest) -> Result<(), TrySendError<EncodeRequest>> {
-        self.tx
-            .try_send(Pending {
-                req,
-                at: Instant::now(),
-            })
-            .map_err(|e| match e {
-                TrySendError::Full(p) => TrySendError::Full(p.req),
-                TrySendError::Disconnected(p) => TrySendError::Disconnected(p.req),
-            })
+        self.tx.try_send(Pending { req, at: Instant::now() }).map_err(|e| match e {
+            TrySendError::Full(p) => TrySendError::Full(p.req),
+            TrySendError::Disconnected(p) => TrySendError::Disconnected(p.req),
+        })
     }
 
     pub fn stream_id(&self) -> &StreamId {
@@ -140,45 +132,40 @@ impl Batcher {
         };
         let (control, control_rx) = unbounded();
         let (out_tx, out_rx) = bounded(cfg.output_capacity.max(1));
+        let (ended_tx, ended_rx) = unbounded();
         let metrics = Arc::new(BatcherMetrics::default());
         let m = metrics.clone();
-        let worker = std::thread::Builder::new()
-            .name("livesku-encoder".into())
-            .spawn(move || {
-                Worker {
-                    encoder,
-                    cfg,
-                    control: control_rx,
-                    control_open: true,
-                    streams: Vec::new(),
-                    cursor: 0,
-                    out: out_tx,
-                    metrics: m,
-                }
-                .run()
-            })?;
-        Ok((
-            Batcher {
-                control,
+        let worker = std::thread::Builder::new().name("livesku-encoder".into()).spawn(move || {
+            Worker {
+                encoder,
                 cfg,
-                metrics,
-                worker,
-            },
-            out_rx,
-        ))
+                control: control_rx,
+                control_open: true,
+                streams: Vec::new(),
+                cursor: 0,
+                out: out_tx,
+                ended: ended_tx,
+                ended_pending: Vec::new(),
+                metrics: m,
+            }
+            .run()
+        })?;
+        Ok((Batcher { control, ended: ended_rx, cfg, metrics, worker }, out_rx))
     }
 
     /// Opens a queue for one stream.
     pub fn stream(&self, stream: StreamId) -> Result<StreamSender, EncodeError> {
         let (tx, rx) = bounded(self.cfg.queue_per_stream);
         self.control
-            .send(Queue {
-                stream: stream.clone(),
-                rx,
-                closed: false,
-            })
+            .send(Queue { stream: stream.clone(), rx, closed: false })
             .map_err(|_| EncodeError::Stopped)?;
         Ok(StreamSender { stream, tx })
+    }
+
+    /// Streams whose queue was closed, each sent once its last embedding is already in the output
+    /// channel: a consumer that drains the output before acting on an id sees every frame of the stream.
+    pub fn ended(&self) -> Receiver<StreamId> {
+        self.ended.clone()
     }
 
     pub fn metrics(&self) -> Arc<BatcherMetrics> {
@@ -203,6 +190,9 @@ struct Worker<E> {
     /// Stream to visit first in the next pass.
     cursor: usize,
     out: Sender<Embedded>,
+    ended: Sender<StreamId>,
+    /// Closed streams whose last frames may still sit in the batch being built.
+    ended_pending: Vec<StreamId>,
     metrics: Arc<BatcherMetrics>,
 }
 
@@ -213,18 +203,14 @@ impl<E: BatchEncode> Worker<E> {
             self.accept_streams();
             self.sweep(&mut batch);
             if batch.is_empty() {
+                self.announce_ends();
                 if !self.control_open && self.streams.is_empty() {
                     return;
                 }
                 self.wait(None);
                 continue;
             }
-            let deadline = batch
-                .iter()
-                .map(|p| p.at)
-                .min()
-                .unwrap_or_else(Instant::now)
-                + self.cfg.max_wait;
+            let deadline = batch.iter().map(|p| p.at).min().unwrap_or_else(Instant::now) + self.cfg.max_wait;
             while batch.len() < self.cfg.max_batch && Instant::now() < deadline {
                 if !self.wait(Some(deadline)) {
                     break;
@@ -235,6 +221,14 @@ impl<E: BatchEncode> Worker<E> {
             if !self.flush(&mut batch) {
                 return;
             }
+            self.announce_ends();
+        }
+    }
+
+    /// Called with no batch pending: every frame of the closed streams has been sent out.
+    fn announce_ends(&mut self) {
+        for id in self.ended_pending.drain(..) {
+            let _ = self.ended.send(id);
         }
     }
 
@@ -243,7 +237,9 @@ impl<E: BatchEncode> Worker<E> {
             match self.control.try_recv() {
                 Ok(q) => {
                     self.streams.push(q);
-                    self.metrics.open_queues.store(self.streams.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics
+                        .open_queues
+                        .store(self.streams.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 }
                 Err(TryRecvError::Empty) => return,
                 Err(TryRecvError::Disconnected) => {
@@ -280,15 +276,14 @@ impl<E: BatchEncode> Worker<E> {
                 self.streams.retain(|q| {
                     if q.closed {
                         tracing::debug!(stream = %q.stream, "encoder queue closed");
+                        self.ended_pending.push(q.stream.clone());
                     }
                     !q.closed
                 });
-                self.metrics.open_queues.store(self.streams.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                self.cursor = if self.streams.is_empty() {
-                    0
-                } else {
-                    self.cursor % self.streams.len()
-                };
+                self.metrics
+                    .open_queues
+                    .store(self.streams.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                self.cursor = if self.streams.is_empty() { 0 } else { self.cursor % self.streams.len() };
             }
             if !progressed || batch.len() >= self.cfg.max_batch {
                 return;
@@ -317,8 +312,7 @@ impl<E: BatchEncode> Worker<E> {
     /// Encodes and sends the batch; false when the consumer has gone away.
     fn flush(&mut self, batch: &mut Vec<Pending>) -> bool {
         let started = Instant::now();
-        self.metrics
-            .record_batch(batch.len(), batch.iter().map(|p| started - p.at));
+        self.metrics.record_batch(batch.len(), batch.iter().map(|p| started - p.at));
         let items = std::mem::take(batch);
         let results = self.encode(&items);
         *batch = Vec::with_capacity(self.cfg.max_batch);
@@ -326,20 +320,13 @@ impl<E: BatchEncode> Worker<E> {
             match result {
                 Ok(embedding) => {
                     let waited = started - p.at;
-                    let e = Embedded {
-                        frame: p.req.frame,
-                        text: p.req.text,
-                        embedding,
-                        waited,
-                    };
+                    let e = Embedded { frame: p.req.frame, text: p.req.text, embedding, waited };
                     if self.out.send(e).is_err() {
                         return false;
                     }
                 }
                 Err(e) => {
-                    self.metrics
-                        .failed
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(stream = %p.req.frame.stream_id, seq = p.req.frame.seq, error = %e, "frame not encoded");
                 }
             }
@@ -355,19 +342,10 @@ impl<E: BatchEncode> Worker<E> {
         match self.encoder.encode_batch(&images, &texts) {
             Ok(v) if v.len() == items.len() => v.into_iter().map(Ok).collect(),
             Ok(v) => {
-                let reason = format!(
-                    "encoder returned {} vectors for {} frames",
-                    v.len(),
-                    items.len()
-                );
+                let reason = format!("encoder returned {} vectors for {} frames", v.len(), items.len());
                 items
                     .iter()
-                    .map(|_| {
-                        Err(EncodeError::Output {
-                            name: "batch".into(),
-                            reason: reason.clone(),
-                        })
-                    })
+                    .map(|_| Err(EncodeError::Output { name: "batch".into(), reason: reason.clone() }))
                     .collect()
             }
             Err(e) if items.len() == 1 => vec![Err(e)],

@@ -1,9 +1,8 @@
 //! Match stage: embeddings are searched in the gallery, the top-k hits become an [`Observation`] for the
 //! tracker, and the tracker's decisions become events.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, select};
 use parking_lot::RwLock;
@@ -14,12 +13,8 @@ use super::metrics::ServiceMetrics;
 use crate::encode::Embedded;
 use crate::event::{DetectionEvent, EventContext};
 use crate::gallery::Searcher;
-use crate::messages::{StatusChange, StreamId, StreamState};
+use crate::messages::StreamId;
 use crate::track::{Decision, DecisionKind, Match, Observation, Tracker};
-
-/// How long after a stream ended to wait for its last frames to leave the encoder before closing its
-/// open episodes (status changes and frames travel on different channels).
-const END_GRACE: Duration = Duration::from_secs(3);
 
 pub struct Matcher {
     /// Shared with the control API, which swaps or edits it (gallery reload, product add/remove).
@@ -37,50 +32,44 @@ pub struct Matcher {
 
 impl Matcher {
     /// Runs until the encoder output closes, then ends every open episode. `emit` gets each event.
+    /// `ended` names a stream once all its embeddings are in `embedded` (see [`crate::encode::Batcher::ended`]):
+    /// they are matched first, then the stream's open episodes are closed.
     pub fn run(
         mut self,
         embedded: Receiver<Embedded>,
-        status: Receiver<StatusChange>,
+        ended: Receiver<StreamId>,
         mut emit: impl FnMut(DetectionEvent),
     ) {
-        let mut status = status;
-        let mut ending: HashMap<StreamId, Instant> = HashMap::new();
+        let mut ended = ended;
         loop {
             select! {
                 recv(embedded) -> msg => match msg {
-                    Ok(e) => {
-                        // Frames of an ended stream are still draining: postpone closing its episodes.
-                        if let Some(at) = ending.get_mut(&e.frame.stream_id) {
-                            *at = Instant::now();
-                        }
-                        let decisions = self.tracker.observe(&self.observation(&e));
-                        self.publish(decisions, Some(e.frame.captured_at), &mut emit);
-                        if let Some(text) = e.text.as_deref() {
-                            self.board.asr_text(&e.frame.stream_id, text);
-                        }
-                        self.board.frame(e.frame);
-                    }
+                    Ok(e) => self.match_frame(e, &mut emit),
                     Err(_) => break,
                 },
-                recv(status) -> msg => match msg {
-                    Ok(s) if matches!(s.state, StreamState::Stopped | StreamState::Failed) => {
-                        ending.insert(s.stream_id, Instant::now());
+                recv(ended) -> msg => match msg {
+                    Ok(id) => {
+                        while let Ok(e) = embedded.try_recv() {
+                            self.match_frame(e, &mut emit);
+                        }
+                        let decisions = self.tracker.end_stream(&id);
+                        self.publish(decisions, None, &mut emit);
                     }
-                    Ok(_) => {}
-                    Err(_) => status = crossbeam_channel::never(),
+                    Err(_) => ended = crossbeam_channel::never(),
                 },
-                default(Duration::from_millis(500)) => {}
-            }
-            let done: Vec<StreamId> =
-                ending.iter().filter(|(_, at)| at.elapsed() >= END_GRACE).map(|(id, _)| id.clone()).collect();
-            for id in done {
-                ending.remove(&id);
-                let decisions = self.tracker.end_stream(&id);
-                self.publish(decisions, None, &mut emit);
             }
         }
         let decisions = self.tracker.finish();
         self.publish(decisions, None, &mut emit);
+    }
+
+    fn match_frame(&mut self, e: Embedded, emit: &mut impl FnMut(DetectionEvent)) {
+        let decisions = self.tracker.observe(&self.observation(&e));
+        self.publish(decisions, Some(e.frame.captured_at), emit);
+        if let Some(text) = e.text.as_deref() {
+            self.board.asr_text(&e.frame.stream_id, text);
+        }
+        self.board.frame(e.frame);
     }
 
     fn observation(&self, e: &Embedded) -> Observation {
@@ -114,7 +103,12 @@ impl Matcher {
     }
 
     /// `trigger`: capture time of the keyframe that led to these decisions (none when a stream's end did).
-    fn publish(&self, decisions: Vec<Decision>, trigger: Option<SystemTime>, emit: &mut impl FnMut(DetectionEvent)) {
+    fn publish(
+        &self,
+        decisions: Vec<Decision>,
+        trigger: Option<SystemTime>,
+        emit: &mut impl FnMut(DetectionEvent),
+    ) {
         if decisions.is_empty() {
             return;
         }
@@ -123,9 +117,7 @@ impl Matcher {
         for d in decisions {
             let product = gallery.row_of(&d.product_id).map(|r| gallery.product(r));
             let event = DetectionEvent::from_decision(&d, product.map(|p| p.title.as_str()), &self.context);
-            let image = product.and_then(|p| {
-                ["image_url", "image"].iter().find_map(|k| p.metadata.get(*k).and_then(|v| v.as_str()).map(String::from))
-            });
+            let image = product.and_then(super::board::product_image_url);
             self.board.event(&event, image);
             let counter = match d.kind {
                 DecisionKind::Appeared => &self.metrics.events_appeared,

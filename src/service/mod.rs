@@ -137,13 +137,15 @@ impl Service {
         let gallery =
             Arc::new(GalleryControl::new(gallery_dir, manifest, cfg.encoder.clone(), cfg.gallery.search.clone(), searcher));
         let (batcher, embedded) = Batcher::start(encoder, BatcherConfig::from(&cfg.encoder))?;
-        let encoder_metrics = batcher.metrics();
+        let (encoder_metrics, ended) = (batcher.metrics(), batcher.ended());
         let (board, metrics) = (Arc::new(Board::default()), Arc::new(ServiceMetrics::default()));
 
         let ingest_cfg = Arc::new(cfg.ingest.clone());
         let (kf_tx, kf_rx) = crossbeam_channel::bounded(ingest_cfg.channel_capacity);
         let (audio_tx, audio_rx) = crossbeam_channel::bounded::<crate::messages::AudioChunk>(ingest_cfg.channel_capacity);
-        let (status_tx, status_rx) = crossbeam_channel::bounded(256);
+        // Stream states are read from the stream handles (API, shutdown); nothing here needs the change
+        // notifications, so the receiving end is dropped and supervisors' sends fail harmlessly.
+        let (status_tx, _) = crossbeam_channel::bounded(1);
         let encoder_dropped = Arc::new(AtomicU64::new(0));
 
         let live: LiveSet = Default::default();
@@ -164,7 +166,7 @@ impl Service {
             background_margin: cfg.gallery.background_margin,
             visual_dim,
             tracker: Tracker::new(cfg.track.clone()), top_k: cfg.gallery.top_k.unwrap_or(5), context: context.clone() };
-        threads.push(spawn("livesku-matcher", move || matcher.run(embedded, status_rx, emit))?);
+        threads.push(spawn("livesku-matcher", move || matcher.run(embedded, ended, emit))?);
         // Speech: VAD + Moonshine workers fill the transcript windows the router tags keyframes from.
         let asr_metrics = if cfg.asr.enabled {
             let sink = transcripts.clone();

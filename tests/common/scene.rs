@@ -1,0 +1,104 @@
+//! The demo scene as a test fixture: scripts/demo/scene.py renders a host presenting the sample products
+//! (set up by scripts/setup.sh), encoded to H.264 MP4; plus a gallery of those products and the event
+//! schema validator.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::run_livesku;
+
+pub fn demo_dir() -> PathBuf {
+    let dir = livesku::paths::cache_dir().join("demo");
+    assert!(
+        dir.join("catalog.jsonl").is_file(),
+        "demo products missing in {}: run scripts/setup.sh",
+        dir.display()
+    );
+    dir
+}
+
+/// Renders `shows` (image file in the demo dir, start s, end s) as a `seconds`-long 640x360 15 fps
+/// H.264 MP4 with a 0.5 s GOP. `audio`: a WAV file muxed as AAC (needed to publish it over RTMP).
+pub fn render_scene(out: &Path, shows: &[(&str, u32, u32)], seconds: u32, audio: Option<&Path>) {
+    let python = livesku::paths::venv_python();
+    assert!(python.is_file(), "{} missing: run scripts/setup.sh", python.display());
+    let demo = demo_dir();
+    let mut args = vec![
+        concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo/scene.py").to_string(),
+        "--seconds".into(),
+        seconds.to_string(),
+    ];
+    for (img, start, end) in shows {
+        args.push("--show".into());
+        args.push(format!("{}:{start}:{end}", demo.join(img).display()));
+    }
+    let mut scene = Command::new(python).args(&args).stdout(Stdio::piped()).spawn().expect("run scene.py");
+    let frames = scene.stdout.take().unwrap();
+    let mut pipeline = format!(
+        "fdsrc ! rawvideoparse width=640 height=360 format=rgb framerate=15/1 ! videoconvert \
+         ! x264enc speed-preset=ultrafast key-int-max=8 ! h264parse ! mp4mux name=m ! filesink location={}",
+        out.display()
+    );
+    if let Some(wav) = audio {
+        pipeline += &format!(
+            " filesrc location={} ! wavparse ! audioconvert ! audioresample ! voaacenc ! aacparse ! m.",
+            wav.display()
+        );
+    }
+    let status = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .stdin(frames)
+        .status()
+        .expect("gst-launch-1.0 is missing: run scripts/setup.sh");
+    assert!(status.success() && scene.wait().unwrap().success(), "could not render the scene");
+}
+
+/// Builds a gallery of the demo products into `dir/gallery`; returns its path.
+pub fn demo_gallery(dir: &Path) -> String {
+    let gallery = dir.join("gallery");
+    let catalog = demo_dir().join("catalog.jsonl");
+    let build = run_livesku(
+        &["gallery", "build", "--catalog", catalog.to_str().unwrap(), "--out", gallery.to_str().unwrap()],
+        Duration::from_secs(120),
+    );
+    assert!(build.success, "{}", build.stderr);
+    gallery.to_str().unwrap().to_string()
+}
+
+/// A gallery of the demo products and a 40 s scene: espresso set 0-14 s, empty set, rocket 22-40 s.
+pub fn scene_fixture() -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = demo_gallery(dir.path());
+    let video = dir.path().join("scene.mp4");
+    render_scene(&video, &[("coffee.png", 0, 14), ("rocket.jpg", 22, 40)], 40, None);
+    (dir, gallery, video.to_str().unwrap().to_string())
+}
+
+/// What the fixture scene must produce, `product.updated` left out.
+pub const STORY: [(&str, &str); 4] = [
+    ("product.appeared", "sku-espresso-set"),
+    ("product.disappeared", "sku-espresso-set"),
+    ("product.appeared", "sku-rocket-model"),
+    ("product.disappeared", "sku-rocket-model"),
+];
+
+pub fn story(events: &[Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .filter(|e| e["type"] != "product.updated")
+        .map(|e| (e["type"].as_str().unwrap().into(), e["product_id"].as_str().unwrap().into()))
+        .collect()
+}
+
+pub fn expected_story() -> Vec<(String, String)> {
+    STORY.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+}
+
+pub fn validator() -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(livesku::event::SCHEMA).unwrap();
+    jsonschema::validator_for(&schema).expect("the event schema compiles")
+}
