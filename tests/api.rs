@@ -127,6 +127,12 @@ fn auth_validation_unknown_ids_and_stream_lifecycle() {
     assert!(!text.contains("stream=\"cam1\""), "removed stream still in /metrics:\n{text}");
     wait_metric(&svc, "livesku_encoder_open_queues", 0.0);
 
+    // Catalogue images for the dashboard: served for products, 404 for unknown ones.
+    let img = svc.get("/gallery/products/sku-espresso-set/image");
+    assert_eq!(img.status, 200, "{}", img.text());
+    assert!(img.header("content-type").is_some_and(|t| t.starts_with("image/")));
+    assert_eq!(svc.get("/gallery/products/nope/image").status, 404);
+
     // Gallery: remove a product (404 the second time), reload, bad catalogue path.
     let products = svc.get("/gallery").json()["products"].as_u64().unwrap();
     let r = svc.send("DELETE", "/gallery/products/sku-tabby-poster", None);

@@ -92,6 +92,12 @@ fn dashboard_shows_a_new_stream_and_its_detection_live() {
         .as_f64()
         .unwrap_or(0.0);
     assert!(score > 0.5, "score shown: {score}");
+    browser
+        .wait_for(
+            &format!("const i = {tile}.querySelector('.products li img'); return i !== null && i.complete && i.naturalWidth > 0"),
+            Duration::from_secs(5),
+        )
+        .expect("the product's catalogue image is shown");
 
     // Let the tile fetch the keyframe that showed the product before taking the picture.
     std::thread::sleep(Duration::from_secs(2));

@@ -6,11 +6,14 @@ use std::path::PathBuf;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State as S};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Authorized;
 use super::{ApiError, State};
+use crate::gallery::build::IMAGE_PATH_KEY;
 use crate::service::catalog::CatalogError;
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +59,31 @@ pub async fn add(
     let g = state.service.gallery.clone();
     let report = tokio::task::spawn_blocking(move || g.add_catalog(&req.catalog)).await?.map_err(failed)?;
     Ok(Json(json!(report)))
+}
+
+/// The product's catalogue image (the path recorded when it was added to the gallery).
+pub async fn image(S(state): S<State>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let path = {
+        let searcher = state.service.gallery.searcher.read();
+        let g = &searcher.gallery;
+        let row = g.row_of(&id).ok_or_else(|| ApiError::not_found(format!("no product with id '{id}'")))?;
+        g.product(row).metadata.get(IMAGE_PATH_KEY).and_then(|v| v.as_str()).map(PathBuf::from)
+    };
+    let path = path.ok_or_else(|| ApiError::not_found(format!("product '{id}' has no catalogue image")))?;
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
+    // Only pictures: the path comes from the catalogue, but this must never serve other files.
+    let mime = match ext.as_str() {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "webp" => "image/webp",
+        "gif" => "image/gif",
+        _ => return Err(ApiError::not_found("the catalogue image is not a picture file")),
+    };
+    let shown = path.display().to_string();
+    let bytes = tokio::task::spawn_blocking(move || std::fs::read(&path))
+        .await?
+        .map_err(|e| ApiError::not_found(format!("catalogue image {shown}: {e}")))?;
+    Ok(([(CONTENT_TYPE, mime), (CACHE_CONTROL, "max-age=3600")], bytes).into_response())
 }
 
 pub async fn remove(

@@ -64,6 +64,7 @@ pub fn router(state: State) -> Router {
         .route("/gallery/reload", post(gallery::reload))
         .route("/gallery/products", post(gallery::add))
         .route("/gallery/products/{id}", axum::routing::delete(gallery::remove))
+        .route("/gallery/products/{id}/image", get(gallery::image))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .with_state(state)
 }

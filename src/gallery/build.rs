@@ -34,6 +34,9 @@ pub struct BuildReport {
     pub skipped: Vec<Skipped>,
 }
 
+/// Metadata key under which a product's first catalogue image path is kept.
+pub const IMAGE_PATH_KEY: &str = "image_path";
+
 /// Products encoded per model call.
 const BATCH: usize = 8;
 
@@ -71,7 +74,12 @@ pub fn add_catalog(catalog: &Path, gallery: &mut Gallery, encoder: &mut Encoder,
             }
         }
         for (entry, vector) in encode_entries(encoder, &ready, &mut |line, reason| skip(&mut report, line, reason))? {
-            let product = Product { row: 0, product_id: entry.product_id.clone(), title: entry.title.clone(), metadata: entry.metadata.clone() };
+            let mut metadata = entry.metadata.clone();
+            // The dashboard shows the catalogue picture (served by the API from this path).
+            if let Some(first) = entry.images.first() {
+                metadata.entry(IMAGE_PATH_KEY).or_insert_with(|| first.display().to_string().into());
+            }
+            let product = Product { row: 0, product_id: entry.product_id.clone(), title: entry.title.clone(), metadata };
             gallery.add(&[(product, vector)])?;
             report.added += 1;
         }
