@@ -23,7 +23,12 @@ fn publish_scene(url: &str, seconds: u32) -> (Proc, Proc) {
     assert!(coffee.is_file(), "demo products missing ({}): run scripts/setup.sh", coffee.display());
     let mut scene = Command::new(python)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo/scene.py"))
-        .args(["--seconds", &seconds.to_string(), "--show", &format!("{}:{APPEARS_AT}:{seconds}", coffee.display())])
+        .args([
+            "--seconds",
+            &seconds.to_string(),
+            "--show",
+            &format!("{}:{APPEARS_AT}:{seconds}", coffee.display()),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .expect("run scene.py");
@@ -76,7 +81,9 @@ fn dashboard_shows_a_new_stream_and_its_detection_live() {
         )
         .unwrap_or_else(|| panic!("no keyframe shown in the tile\n{}", svc.log()));
 
-    let product = format!("return {tile}.querySelector('.products li[data-product=\"sku-espresso-set\"] .title')?.textContent ?? null");
+    let product = format!(
+        "return {tile}.querySelector('.products li[data-product=\"sku-espresso-set\"] .title')?.textContent ?? null"
+    );
     let (title, _) = browser
         .wait_for(&product, Duration::from_secs(40))
         .unwrap_or_else(|| panic!("the espresso set never showed up on the dashboard\n{}", svc.log()));
@@ -105,4 +112,53 @@ fn dashboard_shows_a_new_stream_and_its_detection_live() {
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     browser.screenshot(&shot);
     eprintln!("dashboard screenshot: {}", shot.display());
+
+    // 50 streams: the page must stay responsive (no long main-thread tasks, smooth frames) while every
+    // tile gets its stream and the tiles on screen keep their keyframes coming.
+    let _ball = common::publish_rtmp(&servers.rtmp_url("ball"), &common::StreamSpec::default());
+    for i in 1..50 {
+        let body = serde_json::json!({"id": format!("cam-{i:02}"), "uri": servers.rtmp_url("ball"), "options": {"max_rate_hz": 1.0}});
+        let r = svc.send("POST", "/streams", Some(&body));
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let (_, took) = browser
+        .wait_for("return document.querySelectorAll('#grid .tile').length === 50", Duration::from_secs(20))
+        .expect("50 tiles");
+    eprintln!("50 tiles shown {took:?} after the streams were added");
+    browser.eval(
+        "window.__long = []; window.__frames = 0; \
+         new PerformanceObserver((l) => l.getEntries().forEach((e) => window.__long.push(e.duration))) \
+           .observe({type: 'longtask', buffered: false}); \
+         const tick = () => { window.__frames++; requestAnimationFrame(tick); }; requestAnimationFrame(tick); \
+         return true;",
+    );
+    let (_, took) = browser
+        .wait_for(
+            "const imgs = [...document.querySelectorAll('#grid .tile')].filter((t) => { \
+               const r = t.getBoundingClientRect(); return r.top < innerHeight && r.bottom > 0; }) \
+               .map((t) => t.querySelector('.frame img')); \
+             return imgs.length > 0 && imgs.every((i) => i.complete && i.naturalWidth > 0) && imgs.length",
+            Duration::from_secs(40),
+        )
+        .unwrap_or_else(|| panic!("tiles on screen did not all get a keyframe\n{}", svc.log()));
+    eprintln!("on-screen tiles all showing keyframes after {took:?}");
+    std::thread::sleep(Duration::from_secs(10));
+    let perf = browser.eval(
+        "return {long: window.__long, frames: window.__frames, \
+                 requests: performance.getEntriesByType('resource').filter((e) => e.name.includes('frame.jpg')).length}",
+    );
+    let longest = perf["long"].as_array().unwrap().iter().filter_map(|v| v.as_f64()).fold(0.0, f64::max);
+    let frames = perf["frames"].as_f64().unwrap_or(0.0);
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-50.png");
+    browser.screenshot(&shot);
+    eprintln!(
+        "50 streams: longest main-thread task {longest:.0} ms, {} long tasks, {:.0} animation frames/s, \
+         {} keyframe images fetched in all; screenshot: {}",
+        perf["long"].as_array().unwrap().len(),
+        frames / 10.0,
+        perf["requests"],
+        shot.display()
+    );
+    assert!(longest < 250.0, "the page blocked its main thread for {longest:.0} ms: {perf}");
+    assert!(frames / 10.0 > 20.0, "the page rendered only {:.0} frames/s: {perf}", frames / 10.0);
 }

@@ -79,7 +79,8 @@ impl Default for StreamView {
 /// the catalogue image the gallery recorded at build time, served by `GET /gallery/products/{id}/image`.
 pub fn product_image_url(p: &crate::gallery::Product) -> Option<String> {
     let field = |k: &str| p.metadata.get(k).and_then(|v| v.as_str());
-    let url = field("image_url").or_else(|| field("image")).filter(|u| u.starts_with("http") || u.starts_with('/'));
+    let url =
+        field("image_url").or_else(|| field("image")).filter(|u| u.starts_with("http") || u.starts_with('/'));
     match url {
         Some(u) if !u.starts_with('/') => Some(u.to_string()),
         _ => field(crate::gallery::build::IMAGE_PATH_KEY)
