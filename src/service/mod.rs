@@ -135,7 +135,7 @@ impl Service {
         let visual_dim = manifest.visual.dim;
         let searcher = Searcher::new(gallery, &cfg.gallery.search);
         let gallery =
-            Arc::new(GalleryControl::new(gallery_dir, manifest, cfg.encoder.clone(), cfg.gallery.search.clone(), searcher));
+            Arc::new(GalleryControl::new(gallery_dir, manifest, cfg.encoder.clone(), cfg.gallery.search, searcher));
         let (batcher, embedded) = Batcher::start(encoder, BatcherConfig::from(&cfg.encoder))?;
         let (encoder_metrics, ended) = (batcher.metrics(), batcher.ended());
         let (board, metrics) = (Arc::new(Board::default()), Arc::new(ServiceMetrics::default()));
