@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use serde::Serialize;
 
 use super::config::AsrConfig;
@@ -23,6 +23,10 @@ use crate::messages::{AudioChunk, StreamId};
 
 /// A jump in a stream's audio clock larger than this (a reconnect, lost data) ends the open utterance.
 const MAX_GAP_MS: u64 = 300;
+/// A stream without audio for this long (ended, removed, stalled) has its open utterance transcribed and
+/// its VAD state freed; the audio channel carries no end-of-stream marker.
+const IDLE_AFTER: Duration = Duration::from_secs(10);
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 pub struct AsrMetrics {
@@ -138,6 +142,7 @@ struct StreamSeg {
     /// Samples since `origin_ms`.
     pos: u64,
     pending: Vec<f32>,
+    last_seen: Instant,
 }
 
 impl StreamSeg {
@@ -172,7 +177,30 @@ fn segment_loop(
             Err(TrySendError::Disconnected(_)) => {}
         }
     };
-    for chunk in audio {
+    let mut last_sweep = Instant::now();
+    loop {
+        let chunk = match audio.recv_timeout(SWEEP_EVERY) {
+            Ok(c) => Some(c),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        if last_sweep.elapsed() >= SWEEP_EVERY {
+            last_sweep = Instant::now();
+            let idle: Vec<StreamId> = streams
+                .iter()
+                .filter(|(_, s)| s.last_seen.elapsed() >= IDLE_AFTER)
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in idle {
+                if let Some(mut st) = streams.remove(&id) {
+                    tracing::debug!(stream = %id, "no audio for a while: segmentation state freed");
+                    if let Some(u) = st.seg.flush() {
+                        submit(&id, st.origin_ms, u);
+                    }
+                }
+            }
+        }
+        let Some(chunk) = chunk else { continue };
         if chunk.sample_rate != SAMPLE_RATE {
             if !warned_rate {
                 tracing::error!(rate = chunk.sample_rate, "ASR expects 16 kHz audio; chunk ignored");
@@ -187,7 +215,9 @@ fn segment_loop(
             origin_ms: chunk.pts_ms,
             pos: 0,
             pending: Vec::new(),
+            last_seen: Instant::now(),
         });
+        st.last_seen = Instant::now();
         if st.expected_ms().abs_diff(chunk.pts_ms) > MAX_GAP_MS {
             tracing::debug!(stream = %chunk.stream_id, expected = st.expected_ms(), got = chunk.pts_ms,
                 "audio clock jump: restarting segmentation");
