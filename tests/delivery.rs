@@ -10,7 +10,7 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::broker::Broker;
-use common::scene::{demo_gallery, expected_story, render_scene, scene_fixture, story, validator};
+use common::scene::{demo_gallery, expected_story, render_scene, scene_fixture, story, validator, write_silent_wav};
 use common::{Servers, free_port, livesku, publish_file_rtmp};
 use serde_json::Value;
 
@@ -166,24 +166,4 @@ fn broker_never_up_costs_the_flush_timeout_and_reports_the_loss() {
     // Every accepted event is reported as lost, none delivered.
     assert!(log.contains("events not delivered before the flush timeout"), "{log}");
     assert!(log.contains("delivered: 0,") && !log.contains("accepted: 0,"), "{log}");
-}
-
-/// 16 kHz mono 16-bit PCM silence.
-fn write_silent_wav(path: &Path, seconds: u32) {
-    let data_len = seconds * 16_000 * 2;
-    let mut wav = Vec::with_capacity(44 + data_len as usize);
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
-    wav.extend_from_slice(&16_000u32.to_le_bytes());
-    wav.extend_from_slice(&32_000u32.to_le_bytes()); // byte rate
-    wav.extend_from_slice(&2u16.to_le_bytes()); // block align
-    wav.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&data_len.to_le_bytes());
-    wav.resize(44 + data_len as usize, 0);
-    std::fs::write(path, wav).unwrap();
 }

@@ -23,6 +23,19 @@ pub fn demo_dir() -> PathBuf {
 /// Renders `shows` (image file in the demo dir, start s, end s) as a `seconds`-long 640x360 15 fps
 /// H.264 MP4 with a 0.5 s GOP. `audio`: a WAV file muxed as AAC (needed to publish it over RTMP).
 pub fn render_scene(out: &Path, shows: &[(&str, u32, u32)], seconds: u32, audio: Option<&Path>) {
+    render_scene_sized(out, shows, seconds, audio, (640, 360), 8);
+}
+
+/// [`render_scene`] at `size`, with a keyframe every `gop` frames (15 fps).
+pub fn render_scene_sized(
+    out: &Path,
+    shows: &[(&str, u32, u32)],
+    seconds: u32,
+    audio: Option<&Path>,
+    size: (u32, u32),
+    gop: u32,
+) {
+    let (w, h) = size;
     let python = livesku::paths::venv_python();
     assert!(python.is_file(), "{} missing: run scripts/setup.sh", python.display());
     let demo = demo_dir();
@@ -30,6 +43,8 @@ pub fn render_scene(out: &Path, shows: &[(&str, u32, u32)], seconds: u32, audio:
         concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo/scene.py").to_string(),
         "--seconds".into(),
         seconds.to_string(),
+        "--size".into(),
+        format!("{w}x{h}"),
     ];
     for (img, start, end) in shows {
         args.push("--show".into());
@@ -38,8 +53,8 @@ pub fn render_scene(out: &Path, shows: &[(&str, u32, u32)], seconds: u32, audio:
     let mut scene = Command::new(python).args(&args).stdout(Stdio::piped()).spawn().expect("run scene.py");
     let frames = scene.stdout.take().unwrap();
     let mut pipeline = format!(
-        "fdsrc ! rawvideoparse width=640 height=360 format=rgb framerate=15/1 ! videoconvert \
-         ! x264enc speed-preset=ultrafast key-int-max=8 ! h264parse ! mp4mux name=m ! filesink location={}",
+        "fdsrc ! rawvideoparse width={w} height={h} format=rgb framerate=15/1 ! videoconvert \
+         ! x264enc speed-preset=ultrafast key-int-max={gop} ! h264parse ! mp4mux name=m ! filesink location={}",
         out.display()
     );
     if let Some(wav) = audio {
@@ -101,4 +116,24 @@ pub fn expected_story() -> Vec<(String, String)> {
 pub fn validator() -> jsonschema::Validator {
     let schema: Value = serde_json::from_str(livesku::event::SCHEMA).unwrap();
     jsonschema::validator_for(&schema).expect("the event schema compiles")
+}
+
+/// 16 kHz mono 16-bit PCM silence.
+pub fn write_silent_wav(path: &Path, seconds: u32) {
+    let data_len = seconds * 16_000 * 2;
+    let mut wav = Vec::with_capacity(44 + data_len as usize);
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data_len).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&16_000u32.to_le_bytes());
+    wav.extend_from_slice(&32_000u32.to_le_bytes()); // byte rate
+    wav.extend_from_slice(&2u16.to_le_bytes()); // block align
+    wav.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&data_len.to_le_bytes());
+    wav.resize(44 + data_len as usize, 0);
+    std::fs::write(path, wav).unwrap();
 }
