@@ -39,11 +39,6 @@ pub fn render(state: &Arc<ApiState>) -> Result<String, std::fmt::Error> {
         "Keyframe captured (left the decoder) to its detection event handed to the sink",
         m.e2e_emitted_seconds.clone(),
     );
-    reg.register(
-        "asr_backlog_seconds",
-        "Speech audio waiting for transcription (set by the ASR stage)",
-        m.asr_backlog_seconds.clone(),
-    );
     reg.register_collector(Box::new(Live(state.clone())));
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &reg)?;
@@ -178,6 +173,45 @@ impl Collector for Live {
             ("product.disappeared", &sm.events_disappeared),
         ] {
             m.encode_family(&[("type", t)])?.encode_counter::<NoLabelSet, _, u64>(&c.load(Relaxed), None)?;
+        }
+
+        if let Some(asr) = &svc.asr_metrics {
+            let a = asr.snapshot();
+            // Utterances cut by the VAD and not yet transcribed, rejected or dropped: queued or decoding.
+            let backlog = a.utterances.saturating_sub(a.dropped + a.transcribed + a.rejected);
+            gauge(
+                &mut e,
+                "asr_backlog_utterances",
+                "Utterances waiting for or in transcription",
+                backlog as i64,
+            )?;
+            counter(&mut e, "asr_utterances", "Utterances cut by the VAD", a.utterances)?;
+            counter(&mut e, "asr_transcribed", "Utterances transcribed", a.transcribed)?;
+            counter(
+                &mut e,
+                "asr_rejected",
+                "Transcripts discarded (empty or below min_confidence)",
+                a.rejected,
+            )?;
+            counter(&mut e, "asr_dropped", "Utterances dropped: workers busy and queue full", a.dropped)?;
+            let secs = |ms: u64| ms as f64 / 1000.0;
+            let mut m = e.encode_descriptor(
+                "asr_audio_seconds",
+                "Audio analysed by the VAD",
+                None,
+                MetricType::Counter,
+            )?;
+            m.encode_counter::<NoLabelSet, _, u64>(&secs(a.audio_ms), None)?;
+            let mut m =
+                e.encode_descriptor("asr_speech_seconds", "Speech transcribed", None, MetricType::Counter)?;
+            m.encode_counter::<NoLabelSet, _, u64>(&secs(a.speech_ms), None)?;
+            let mut m = e.encode_descriptor(
+                "asr_decode_seconds",
+                "Moonshine thread time spent decoding",
+                None,
+                MetricType::Counter,
+            )?;
+            m.encode_counter::<NoLabelSet, _, u64>(&secs(a.decode_ms), None)?;
         }
 
         if let Some(p) = &self.0.publish {

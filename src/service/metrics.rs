@@ -1,11 +1,10 @@
 //! Service-wide measurements that have no home in one stage's own counters: gallery search time and
-//! end-to-end latency, plus the hook the ASR stage sets. Rendered by `/metrics` (src/api/metrics.rs, the
+//! end-to-end latency. Rendered by `/metrics` (src/api/metrics.rs, the
 //! reference is docs/metrics.md).
 
 use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 pub struct ServiceMetrics {
@@ -18,9 +17,6 @@ pub struct ServiceMetrics {
     pub events_appeared: AtomicU64,
     pub events_updated: AtomicU64,
     pub events_disappeared: AtomicU64,
-    /// ASR hook: seconds of speech audio waiting for transcription. The ASR stage sets it
-    /// (`service.metrics().asr_backlog_seconds.set(x)`); it stays 0 without ASR.
-    pub asr_backlog_seconds: Gauge<f64, AtomicU64>,
 }
 
 impl Default for ServiceMetrics {
@@ -34,7 +30,6 @@ impl Default for ServiceMetrics {
             events_appeared: AtomicU64::new(0),
             events_updated: AtomicU64::new(0),
             events_disappeared: AtomicU64::new(0),
-            asr_backlog_seconds: Gauge::default(),
         }
     }
 }
