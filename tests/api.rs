@@ -92,6 +92,7 @@ fn auth_validation_unknown_ids_and_stream_lifecycle() {
         assert!(!s[key].is_null(), "GET /streams/cam1 lacks {key}: {s}");
     }
     assert!(s["keyframes_per_sec"].as_f64().unwrap() > 0.3, "{s}");
+    assert!(s.as_object().unwrap().contains_key("last_error"), "{s}");
     let list = svc.get("/streams").json();
     assert_eq!(list["streams"].as_array().unwrap().len(), 1, "{list}");
 

@@ -39,6 +39,12 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 fn detail(state: &State, info: StreamInfo) -> Value {
     let board = state.service.board.stream(&info.id);
     let mut v = json!(info);
+    // Always present (null when unknown), so clients need not guess.
+    for key in ["last_error", "last_keyframe_unix_ms"] {
+        if v.get(key).is_none() {
+            v[key] = Value::Null;
+        }
+    }
     v["keyframes_per_sec"] =
         json!(board.as_ref().map_or(0.0, |b| (b.keyframes_per_sec * 100.0).round() / 100.0));
     // Last keyframe through the encoder and matcher (`keyframes` counts what ingest delivered).
