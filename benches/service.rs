@@ -172,12 +172,14 @@ fn keep_publishing(publishers: &mut [(String, Proc)], scene: &std::path::Path, d
     }
 }
 
-/// (keyframes accepted by ingest, keyframes dropped in ingest or before the encoder) over all streams.
+/// (keyframes accepted by ingest, keyframes dropped: in ingest, at the encoder's full queue, or expired
+/// in it) over all streams.
 fn totals(service: &Service) -> (u64, u64) {
     let infos = service.stream_infos();
     let kf = infos.iter().map(|i| i.stats.keyframes).sum();
     let dropped = infos.iter().map(|i| i.stats.dropped).sum::<u64>()
-        + service.encoder_dropped.load(std::sync::atomic::Ordering::Relaxed);
+        + service.encoder_dropped.load(std::sync::atomic::Ordering::Relaxed)
+        + service.encoder_metrics.expired.load(std::sync::atomic::Ordering::Relaxed);
     (kf, dropped)
 }
 

@@ -184,3 +184,31 @@ fn real_encoder_behind_the_batcher_matches_direct_encoding() {
         assert!(diff < 1e-4, "stream {s} seq {}: differs from its own direct embedding by {diff}", r.frame.seq);
     }
 }
+
+#[test]
+fn live_frames_that_waited_too_long_expire_instead_of_piling_up() {
+    // One frame per 400 ms batch; frames may wait 150 ms. Submitted together, the first is encoded and
+    // the rest are stale by the time the encoder is free again.
+    let cfg = BatcherConfig { max_batch: 1, max_wait: Duration::ZERO, queue_per_stream: 8, output_capacity: 16 };
+    let (batcher, out) =
+        Batcher::start(Fake { delay: Duration::from_millis(400), batches: Arc::default() }, cfg).unwrap();
+    let metrics = batcher.metrics();
+    let live = batcher.live_stream("live".into(), Duration::from_millis(150)).unwrap();
+    let file = batcher.stream("file".into()).unwrap();
+    for seq in 0..6 {
+        live.send(EncodeRequest { frame: frame("live", 1, seq), text: None }).unwrap();
+    }
+    for seq in 0..2 {
+        file.send(EncodeRequest { frame: frame("file", 2, seq), text: None }).unwrap();
+    }
+    drop((live, file));
+    batcher.finish();
+    let got: Vec<_> = out.iter().collect();
+    let expired = metrics.expired.load(Ordering::Relaxed);
+    let live_got: Vec<_> = got.iter().filter(|e| &*e.frame.stream_id == "live").collect();
+    assert_eq!(live_got.len() as u64 + expired, 6, "every live frame is encoded or counted");
+    assert!(expired >= 4, "stale live frames expire (expired {expired})");
+    assert!(live_got.iter().all(|e| e.waited <= Duration::from_millis(150) + Duration::from_millis(50)));
+    // Files never expire, however long they wait.
+    assert_eq!(got.iter().filter(|e| &*e.frame.stream_id == "file").count(), 2);
+}

@@ -152,6 +152,12 @@ impl Collector for Live {
         counter(&mut e, "encoder_failed", "Frames that failed to encode", enc.failed.load(Relaxed))?;
         counter(
             &mut e,
+            "encoder_expired",
+            "Live keyframes dropped after waiting longer than encoder.live_max_age_ms",
+            enc.expired.load(Relaxed),
+        )?;
+        counter(
+            &mut e,
             "encoder_dropped",
             "Keyframes dropped before the encoder: a live stream's queue was full",
             svc.encoder_dropped.load(Relaxed),

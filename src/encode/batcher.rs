@@ -83,6 +83,8 @@ struct Queue {
     stream: StreamId,
     rx: Receiver<Pending>,
     closed: bool,
+    /// Live streams: frames older than this when their turn comes are dropped (counted in `expired`).
+    max_age: Option<Duration>,
 }
 
 pub struct Batcher {
@@ -153,11 +155,21 @@ impl Batcher {
         Ok((Batcher { control, ended: ended_rx, cfg, metrics, worker }, out_rx))
     }
 
-    /// Opens a queue for one stream.
+    /// Opens a queue for one stream; every frame submitted is encoded.
     pub fn stream(&self, stream: StreamId) -> Result<StreamSender, EncodeError> {
+        self.open(stream, None)
+    }
+
+    /// Opens a queue for a live stream: a frame that has waited longer than `max_age` when its turn
+    /// comes is dropped, so an overloaded encoder works on what is on screen now, not on a backlog.
+    pub fn live_stream(&self, stream: StreamId, max_age: Duration) -> Result<StreamSender, EncodeError> {
+        self.open(stream, Some(max_age))
+    }
+
+    fn open(&self, stream: StreamId, max_age: Option<Duration>) -> Result<StreamSender, EncodeError> {
         let (tx, rx) = bounded(self.cfg.queue_per_stream);
         self.control
-            .send(Queue { stream: stream.clone(), rx, closed: false })
+            .send(Queue { stream: stream.clone(), rx, closed: false, max_age })
             .map_err(|_| EncodeError::Stopped)?;
         Ok(StreamSender { stream, tx })
     }
@@ -262,6 +274,10 @@ impl<E: BatchEncode> Worker<E> {
             while visited < n && batch.len() < self.cfg.max_batch {
                 let q = &mut self.streams[(self.cursor + visited) % n];
                 match q.rx.try_recv() {
+                    Ok(p) if q.max_age.is_some_and(|m| p.at.elapsed() > m) => {
+                        self.metrics.expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        progressed = true;
+                    }
                     Ok(p) => {
                         batch.push(p);
                         progressed = true;

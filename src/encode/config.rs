@@ -24,21 +24,15 @@ pub enum Provider {
 impl FromStr for Provider {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let device = |d: &str| {
-            d.parse::<i32>()
-                .ok()
-                .filter(|d| *d >= 0)
-                .ok_or(format!("bad device index in {s:?}"))
-        };
+        let device =
+            |d: &str| d.parse::<i32>().ok().filter(|d| *d >= 0).ok_or(format!("bad device index in {s:?}"));
         match s.split_once(':') {
             None if s == "cpu" => Ok(Provider::Cpu),
             None if s == "cuda" => Ok(Provider::Cuda(0)),
             None if s == "tensorrt" => Ok(Provider::TensorRt(0)),
             Some(("cuda", d)) => Ok(Provider::Cuda(device(d)?)),
             Some(("tensorrt", d)) => Ok(Provider::TensorRt(device(d)?)),
-            _ => Err(format!(
-                "unknown execution provider {s:?} (expected cpu, cuda:N or tensorrt:N)"
-            )),
+            _ => Err(format!("unknown execution provider {s:?} (expected cpu, cuda:N or tensorrt:N)")),
         }
     }
 }
@@ -74,6 +68,9 @@ pub struct EncoderConfig {
     pub max_wait_ms: u64,
     /// Frames queued per stream before `submit` blocks (back-pressure towards ingest).
     pub queue_per_stream: usize,
+    /// Live streams only: a keyframe that has waited this long for the encoder is dropped (counted)
+    /// instead of encoded, bounding detection latency when the encoder is overloaded. 0 = never.
+    pub live_max_age_ms: u64,
     /// Tokenised texts kept for reuse (titles and transcripts repeat).
     pub text_cache: usize,
     /// Overrides of the manifest's fusion weights.
@@ -90,6 +87,7 @@ impl Default for EncoderConfig {
             max_batch: 16,
             max_wait_ms: 50,
             queue_per_stream: 8,
+            live_max_age_ms: 2000,
             text_cache: 4096,
             visual_weight: None,
             text_weight: None,
@@ -99,12 +97,7 @@ impl Default for EncoderConfig {
 
 impl EncoderConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key, reason: &str| {
-            Err(ConfigError {
-                key,
-                reason: reason.to_string(),
-            })
-        };
+        let bad = |key, reason: &str| Err(ConfigError { key, reason: reason.to_string() });
         if self.max_batch == 0 || self.max_batch > 1024 {
             return bad("encoder.max_batch", "must be between 1 and 1024");
         }
@@ -114,10 +107,12 @@ impl EncoderConfig {
         if self.queue_per_stream == 0 {
             return bad("encoder.queue_per_stream", "must be at least 1");
         }
-        for (key, w) in [
-            ("encoder.visual_weight", self.visual_weight),
-            ("encoder.text_weight", self.text_weight),
-        ] {
+        if self.live_max_age_ms > 600_000 {
+            return bad("encoder.live_max_age_ms", "must be at most 600000 (0 turns it off)");
+        }
+        for (key, w) in
+            [("encoder.visual_weight", self.visual_weight), ("encoder.text_weight", self.text_weight)]
+        {
             if w.is_some_and(|w| !(w >= 0.0 && w.is_finite())) {
                 return bad(key, "must be a finite non-negative number");
             }
@@ -126,9 +121,7 @@ impl EncoderConfig {
     }
 
     pub fn model_dir(&self) -> PathBuf {
-        self.model_dir
-            .clone()
-            .unwrap_or_else(|| crate::paths::model_dir("default"))
+        self.model_dir.clone().unwrap_or_else(|| crate::paths::model_dir("default"))
     }
 }
 

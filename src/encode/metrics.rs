@@ -61,6 +61,8 @@ pub struct BatcherMetrics {
     pub queue_wait_us: Log2Histogram,
     /// Frames that failed to encode (logged and dropped).
     pub failed: AtomicU64,
+    /// Live frames dropped because they had waited longer than `encoder.live_max_age_ms`.
+    pub expired: AtomicU64,
     /// Stream queues the worker serves now (gauge): a removed stream's queue leaves once drained.
     pub open_queues: AtomicU64,
 }

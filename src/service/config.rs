@@ -72,19 +72,30 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { enabled: false, listen: "127.0.0.1:8080".into(), token: None, dashboard: true, max_streams: 100 }
+        Self {
+            enabled: false,
+            listen: "127.0.0.1:8080".into(),
+            token: None,
+            dashboard: true,
+            max_streams: 100,
+        }
     }
 }
 
 impl ApiConfig {
     /// The token in force: the environment's, else the file's; empty counts as none.
     pub fn effective_token(&self) -> Option<String> {
-        std::env::var("LIVESKU_API_TOKEN").ok().or_else(|| self.token.clone()).filter(|t| !t.trim().is_empty())
+        std::env::var("LIVESKU_API_TOKEN")
+            .ok()
+            .or_else(|| self.token.clone())
+            .filter(|t| !t.trim().is_empty())
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let addr: std::net::SocketAddr =
-            self.listen.parse().map_err(|_| invalid("api.listen", format!("not a socket address: {:?}", self.listen)))?;
+        let addr: std::net::SocketAddr = self
+            .listen
+            .parse()
+            .map_err(|_| invalid("api.listen", format!("not a socket address: {:?}", self.listen)))?;
         if self.token.as_deref().is_some_and(|t| t.trim().len() < 16) {
             return Err(invalid("api.token", "must be at least 16 characters"));
         }

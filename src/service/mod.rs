@@ -19,10 +19,10 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-pub use config::{ApiConfig, ServiceConfig, StreamEntry};
 use background::{Background, BackgroundError};
 use board::Board;
 use catalog::GalleryControl;
+pub use config::{ApiConfig, ServiceConfig, StreamEntry};
 use matcher::Matcher;
 use metrics::ServiceMetrics;
 
@@ -118,7 +118,10 @@ type LiveSet = Arc<parking_lot::RwLock<HashSet<StreamId>>>;
 impl Service {
     /// Loads the model and the gallery (refusing a gallery built by another model) and starts the
     /// stage threads. Streams are added with [`Service::add_stream`], on a tokio runtime.
-    pub fn start(cfg: &ServiceConfig, emit: impl FnMut(DetectionEvent) + Send + 'static) -> Result<Self, ServiceError> {
+    pub fn start(
+        cfg: &ServiceConfig,
+        emit: impl FnMut(DetectionEvent) + Send + 'static,
+    ) -> Result<Self, ServiceError> {
         cfg.validate()?;
         ingest::pipeline::init()?;
         let gallery_dir = cfg.gallery_path()?;
@@ -134,15 +137,21 @@ impl Service {
         let manifest = encoder.manifest.clone();
         let visual_dim = manifest.visual.dim;
         let searcher = Searcher::new(gallery, &cfg.gallery.search);
-        let gallery =
-            Arc::new(GalleryControl::new(gallery_dir, manifest, cfg.encoder.clone(), cfg.gallery.search, searcher));
+        let gallery = Arc::new(GalleryControl::new(
+            gallery_dir,
+            manifest,
+            cfg.encoder.clone(),
+            cfg.gallery.search,
+            searcher,
+        ));
         let (batcher, embedded) = Batcher::start(encoder, BatcherConfig::from(&cfg.encoder))?;
         let (encoder_metrics, ended) = (batcher.metrics(), batcher.ended());
         let (board, metrics) = (Arc::new(Board::default()), Arc::new(ServiceMetrics::default()));
 
         let ingest_cfg = Arc::new(cfg.ingest.clone());
         let (kf_tx, kf_rx) = crossbeam_channel::bounded(ingest_cfg.channel_capacity);
-        let (audio_tx, audio_rx) = crossbeam_channel::bounded::<crate::messages::AudioChunk>(ingest_cfg.channel_capacity);
+        let (audio_tx, audio_rx) =
+            crossbeam_channel::bounded::<crate::messages::AudioChunk>(ingest_cfg.channel_capacity);
         // Stream states are read from the stream handles (API, shutdown); nothing here needs the change
         // notifications, so the receiving end is dropped and supervisors' sends fail harmlessly.
         let (status_tx, _) = crossbeam_channel::bounded(1);
@@ -153,10 +162,17 @@ impl Service {
         let (dropped, live_ids) = (encoder_dropped.clone(), live.clone());
         let transcripts = Transcripts::default();
         let (tags, window_ms) = (transcripts.clone(), (cfg.asr.window_secs * 1000.0) as u64);
+        let live_max_age = (cfg.encoder.live_max_age_ms > 0)
+            .then(|| std::time::Duration::from_millis(cfg.encoder.live_max_age_ms));
         threads.push(spawn("livesku-router", move || {
-            router::run(kf_rx, batcher, dropped, |id| live_ids.read().contains(id), |id, pts| {
-                tags.tag(id, pts, window_ms)
-            })
+            router::run(
+                kf_rx,
+                batcher,
+                dropped,
+                |id| live_ids.read().contains(id),
+                live_max_age,
+                |id, pts| tags.tag(id, pts, window_ms),
+            )
         })?);
         let matcher = Matcher {
             searcher: gallery.searcher.clone(),
@@ -165,7 +181,10 @@ impl Service {
             background,
             background_margin: cfg.gallery.background_margin,
             visual_dim,
-            tracker: Tracker::new(cfg.track.clone()), top_k: cfg.gallery.top_k.unwrap_or(5), context: context.clone() };
+            tracker: Tracker::new(cfg.track.clone()),
+            top_k: cfg.gallery.top_k.unwrap_or(5),
+            context: context.clone(),
+        };
         threads.push(spawn("livesku-matcher", move || matcher.run(embedded, ended, emit))?);
         // Speech: VAD + Moonshine workers fill the transcript windows the router tags keyframes from.
         let asr_metrics = if cfg.asr.enabled {
@@ -205,7 +224,12 @@ impl Service {
         self.add_stream_with(id, uri, &StreamOptions::default())
     }
 
-    pub fn add_stream_with(&self, id: Option<&str>, uri: &str, opts: &StreamOptions) -> Result<StreamId, ServiceError> {
+    pub fn add_stream_with(
+        &self,
+        id: Option<&str>,
+        uri: &str,
+        opts: &StreamOptions,
+    ) -> Result<StreamId, ServiceError> {
         let source = Source::parse(uri)?;
         let id: StreamId = id.map(str::to_string).unwrap_or_else(|| source.default_id()).into();
         let cfg = self.stream_config(opts)?;
@@ -224,7 +248,12 @@ impl Service {
         }
         let live = source.live;
         let handle = ingest::spawn(id.clone(), source, cfg, outputs.clone(), status.clone());
-        streams.push(Stream { handle, uri: uri.to_string(), live, added_unix_ms: ingest::unix_ms(std::time::SystemTime::now()) });
+        streams.push(Stream {
+            handle,
+            uri: uri.to_string(),
+            live,
+            added_unix_ms: ingest::unix_ms(std::time::SystemTime::now()),
+        });
         drop(streams);
         self.board.add_stream(&id);
         Ok(id)

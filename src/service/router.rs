@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TrySendError};
 
@@ -20,6 +21,7 @@ pub fn run(
     batcher: Batcher,
     dropped: Arc<AtomicU64>,
     live: impl Fn(&str) -> bool,
+    live_max_age: Option<Duration>,
     tag: impl Fn(&str, u64) -> Option<String>,
 ) {
     let mut queues: HashMap<Arc<str>, StreamSender> = HashMap::new();
@@ -35,7 +37,8 @@ pub fn run(
         };
         let queue = match queues.get(&frame.stream_id) {
             Some(q) => q,
-            None => match batcher.stream(frame.stream_id.clone()) {
+            None => match open_queue(&batcher, frame.stream_id.clone(), live(&frame.stream_id), live_max_age)
+            {
                 Ok(q) => queues.entry(frame.stream_id.clone()).or_insert(q),
                 Err(e) => {
                     tracing::error!("encoder stopped: {e}");
@@ -55,4 +58,17 @@ pub fn run(
     }
     drop(queues);
     batcher.finish();
+}
+
+/// Live streams' frames expire in the encoder queue after `live_max_age`; files wait for their turn.
+fn open_queue(
+    batcher: &Batcher,
+    id: Arc<str>,
+    live: bool,
+    live_max_age: Option<Duration>,
+) -> Result<StreamSender, crate::encode::EncodeError> {
+    match live_max_age {
+        Some(age) if live => batcher.live_stream(id, age),
+        _ => batcher.stream(id),
+    }
 }
