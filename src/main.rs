@@ -29,6 +29,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    limit_malloc_arenas();
     cli::init_tracing();
     let result = match Cli::parse().command {
         Command::Ingest(args) => cli::ingest::run(args),
@@ -45,6 +46,19 @@ fn main() -> std::process::ExitCode {
             // One line, with the causes chained: "error: <what> : <why>".
             eprintln!("error: {err:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every GStreamer streaming thread would get its own glibc malloc arena: a service that keeps adding and
+/// removing streams then creeps up in RSS by fragmentation (measured +56 MiB over 50 streams, against +17
+/// MiB with two arenas; docs/metrics.md). Two arenas unless `MALLOC_ARENA_MAX` says otherwise.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
 }

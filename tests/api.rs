@@ -181,11 +181,9 @@ fn twenty_streams_added_and_removed_leave_nothing_behind() {
     let servers = common::Servers::start();
     let url = servers.rtmp_url("cam");
     let _publisher = common::publish_rtmp(&url, &common::StreamSpec::default());
-    // Every GStreamer streaming thread gets its own glibc malloc arena; with the default arena count the
-    // RSS of a process that keeps creating and joining threads creeps up by fragmentation (measured:
-    // +56 MiB over 50 streams, flattening), which would hide a real leak. Two arenas make RSS track
-    // live memory (+17 MiB over 50 streams, flat at the end); deployments set the same (docs/metrics.md).
-    let svc = Service::start_env(&gallery, "", &[("MALLOC_ARENA_MAX", "2")]);
+    // livesku limits glibc to two malloc arenas itself (src/main.rs): with the default count, RSS would
+    // creep up by fragmentation as streaming threads come and go and hide a real leak (docs/metrics.md).
+    let svc = Service::start(&gallery, "");
     // A stream that stays throughout: churn must not stall it.
     svc.add_stream("anchor", &url);
     svc.wait_stream("anchor", Duration::from_secs(40), |s| s["state"] == "running" && keyframes(s) >= 2);
