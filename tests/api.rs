@@ -24,7 +24,7 @@ fn error_message(r: &http::Response) -> String {
 fn auth_validation_unknown_ids_and_stream_lifecycle() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let gallery = common::service::demo_gallery(dir.path());
+    let gallery = common::scene::demo_gallery(dir.path());
     let servers = common::Servers::start();
     let url = servers.rtmp_url("cam");
     let _publisher = common::publish_rtmp(&url, &common::StreamSpec::default());
@@ -177,7 +177,7 @@ fn keyframes(s: &Value) -> u64 {
 fn twenty_streams_added_and_removed_leave_nothing_behind() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let gallery = common::service::demo_gallery(dir.path());
+    let gallery = common::scene::demo_gallery(dir.path());
     let servers = common::Servers::start();
     let url = servers.rtmp_url("cam");
     let _publisher = common::publish_rtmp(&url, &common::StreamSpec::default());

@@ -6,9 +6,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::scene::{demo_gallery, render_scene, story, validator};
 use common::{Servers, StreamSpec, make_file, publish_file_rtmp, run_livesku};
 use livesku::asr::wer::{corpus_wer, wer};
 use serde_json::Value;
@@ -40,73 +41,6 @@ fn narration(out: &Path, seconds: f64, lines: &[(f64, &str)]) {
     }
     let status = cmd.status().expect("run narration.py");
     assert!(status.success(), "narration.py failed (espeak-ng missing? run scripts/setup.sh)");
-}
-
-fn demo_dir() -> std::path::PathBuf {
-    let dir = livesku::paths::cache_dir().join("demo");
-    assert!(
-        dir.join("catalog.jsonl").is_file(),
-        "demo products missing in {}: run scripts/setup.sh",
-        dir.display()
-    );
-    dir
-}
-
-/// Gallery of the demo products (scripts/setup/demo-assets.sh) in `dir/gallery`.
-fn demo_gallery(dir: &Path) -> String {
-    let gallery = dir.join("gallery");
-    let catalog = demo_dir().join("catalog.jsonl");
-    let build = run_livesku(
-        &["gallery", "build", "--catalog", catalog.to_str().unwrap(), "--out", gallery.to_str().unwrap()],
-        Duration::from_secs(120),
-    );
-    assert!(build.success, "{}", build.stderr);
-    gallery.to_str().unwrap().to_string()
-}
-
-/// scripts/demo/scene.py showing `shows` (demo image, start s, end s), H.264 at 15 fps with a 0.5 s GOP,
-/// and `wav` as AAC at 44.1 kHz stereo like a real encoder (AAC at 16 kHz loses the consonants).
-fn render_scene(out: &Path, shows: &[(&str, u32, u32)], seconds: u32, wav: &Path) {
-    let python = livesku::paths::venv_python();
-    assert!(python.is_file(), "{} missing: run scripts/setup.sh", python.display());
-    let demo = demo_dir();
-    let mut scene = Command::new(python);
-    scene.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo/scene.py"));
-    scene.args(["--seconds", &seconds.to_string()]);
-    for (img, start, end) in shows {
-        scene.args(["--show", &format!("{}:{start}:{end}", demo.join(img).display())]);
-    }
-    let mut scene = scene.stdout(Stdio::piped()).spawn().expect("run scene.py");
-    let frames = scene.stdout.take().unwrap();
-    let pipeline = format!(
-        "fdsrc ! rawvideoparse width=640 height=360 format=rgb framerate=15/1 ! videoconvert \
-         ! x264enc speed-preset=ultrafast key-int-max=8 ! h264parse ! mp4mux name=m ! filesink location={} \
-         filesrc location={} ! wavparse ! audioconvert ! audioresample ! audio/x-raw,rate=44100,channels=2 \
-         ! voaacenc bitrate=128000 ! aacparse ! m.",
-        out.display(),
-        wav.display()
-    );
-    let status = Command::new("gst-launch-1.0")
-        .arg("-q")
-        .args(pipeline.split_whitespace())
-        .stdin(frames)
-        .status()
-        .expect("gst-launch-1.0 is missing: run scripts/setup.sh");
-    assert!(status.success() && scene.wait().unwrap().success(), "could not render the scene");
-}
-
-fn validator() -> jsonschema::Validator {
-    let schema: Value = serde_json::from_str(livesku::event::SCHEMA).unwrap();
-    jsonschema::validator_for(&schema).expect("the event schema compiles")
-}
-
-/// (type, product) of each event, `product.updated` left out.
-fn story(events: &[Value]) -> Vec<(String, String)> {
-    events
-        .iter()
-        .filter(|e| e["type"] != "product.updated")
-        .map(|e| (e["type"].as_str().unwrap().into(), e["product_id"].as_str().unwrap().into()))
-        .collect()
 }
 
 fn transcribe(uri: &str, extra: &[&str], timeout: Duration) -> Vec<Value> {
@@ -222,7 +156,7 @@ fn narrated_live_stream_tags_keyframes_and_events_with_what_the_host_says() {
     let wav = d.join("speech.wav");
     narration(&wav, SCENE_SECS, &LINES);
     let video = d.join("scene.mp4");
-    render_scene(&video, &[("coffee.png", 5, 17), ("rocket.jpg", 33, 46)], 46, &wav);
+    render_scene(&video, &[("coffee.png", 5, 17), ("rocket.jpg", 33, 46)], 46, Some(&wav));
 
     let servers = Servers::start();
     let url = servers.rtmp_url("shop");
@@ -293,7 +227,10 @@ fn narrated_live_stream_tags_keyframes_and_events_with_what_the_host_says() {
     // depends on the machine's load, so any event of the product's episode may carry it (the tag of a
     // later keyframe can already hold the next thing the host says).
     let episode_text = |product: &str| -> Vec<String> {
-        ["product.appeared", "product.updated", "product.disappeared"].iter().map(|k| text_of(k, product)).collect()
+        ["product.appeared", "product.updated", "product.disappeared"]
+            .iter()
+            .map(|k| text_of(k, product))
+            .collect()
     };
     let espresso = episode_text("sku-espresso-set");
     assert!(espresso.iter().any(|t| t.contains("espresso")), "espresso events carry: {espresso:?}");

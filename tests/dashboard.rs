@@ -8,7 +8,8 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::service::{Service, demo_gallery};
+use common::scene::demo_gallery;
+use common::service::Service;
 use common::webdriver::Browser;
 use common::{Proc, Servers};
 

@@ -10,7 +10,10 @@ use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::broker::Broker;
-use common::scene::{demo_gallery, expected_story, render_scene, scene_fixture, story, validator, write_silent_wav};
+use common::scene::{
+    assert_no_duplicates, demo_gallery, expected_story, render_scene, scene_fixture, story, validator,
+    write_silent_wav,
+};
 use common::{Servers, free_port, livesku, publish_file_rtmp};
 use serde_json::Value;
 
@@ -102,11 +105,7 @@ fn broker_started_after_the_service_loses_nothing() {
         assert!(schema.is_valid(e), "not schema-valid: {e}");
     }
     assert_eq!(story(&events), expected_story(), "{events:#?}");
-    let mut ids: Vec<&str> = events.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
-    let n = ids.len();
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), n, "no duplicates");
+    assert_no_duplicates(&events);
     // Same format, so the strings compare as times: the events were made while the broker was down.
     assert!(events.iter().all(|e| e["emitted_at"].as_str().unwrap() < broker_up.as_str()), "{events:#?}");
 

@@ -8,17 +8,14 @@ mod common;
 use std::time::Duration;
 
 use common::run_livesku;
+use common::scene::{assert_no_duplicates, expected_story, scene_fixture, story, validator};
 use serde_json::Value;
-use common::scene::{expected_story, scene_fixture, story, validator};
 
 #[test]
 fn product_a_then_empty_set_then_product_b() {
     let (_dir, gallery, video) = scene_fixture();
     let recognize = || {
-        let run = run_livesku(
-            &["recognize", &video, "--gallery", &gallery],
-            Duration::from_secs(180),
-        );
+        let run = run_livesku(&["recognize", &video, "--gallery", &gallery], Duration::from_secs(180));
         assert!(run.success, "{}", run.stderr);
         run.lines
     };
@@ -30,13 +27,18 @@ fn product_a_then_empty_set_then_product_b() {
     }
     assert_eq!(story(&events), expected_story(), "{events:#?}");
     // Episodes sit where the products were shown (stream PTS, ms).
-    let first_seen = |i: usize| events.iter().filter(|e| e["type"] == "product.appeared").nth(i).unwrap()["first_seen"]["pts_ms"].as_u64().unwrap();
+    let first_seen = |i: usize| {
+        events.iter().filter(|e| e["type"] == "product.appeared").nth(i).unwrap()["first_seen"]["pts_ms"]
+            .as_u64()
+            .unwrap()
+    };
     assert!(first_seen(0) < 3_000 && (22_000..26_000).contains(&first_seen(1)));
     let titles: Vec<&str> = events.iter().map(|e| e["title"].as_str().unwrap()).collect();
     assert!(titles.contains(&"Rocket launch scale model"), "{titles:?}");
 
     // Processing the same input again yields the same event ids (consumers dedupe on them).
-    let ids = |evs: &[Value]| evs.iter().map(|e| e["event_id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let ids =
+        |evs: &[Value]| evs.iter().map(|e| e["event_id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
     assert_eq!(ids(&recognize()), ids(&events));
 }
 
@@ -62,10 +64,15 @@ fn bad_service_config_names_the_key_and_starts_nothing() {
     let run = run_livesku(&["run", "--config", cfg.to_str().unwrap()], Duration::from_secs(30));
     assert!(!run.success);
     assert!(run.stderr.contains("track.min_hits"), "{}", run.stderr);
-    std::fs::write(&cfg, "[gallery]\npath = \"/nonexistent\"\n[[streams]]\nuri = \"gopher://x/y\"\n").unwrap();
+    std::fs::write(&cfg, "[gallery]\npath = \"/nonexistent\"\n[[streams]]\nuri = \"gopher://x/y\"\n")
+        .unwrap();
     let run = run_livesku(&["run", "--config", cfg.to_str().unwrap()], Duration::from_secs(30));
     assert!(!run.success);
-    assert!(run.stderr.contains("streams[0].uri") && run.stderr.contains("unsupported scheme"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("streams[0].uri") && run.stderr.contains("unsupported scheme"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -73,7 +80,18 @@ fn detections_reach_a_kafka_consumer_group_in_order() {
     let (_dir, gallery, video) = scene_fixture();
     let broker = common::broker::Broker::start(&[("detections", 3)]);
     let run = run_livesku(
-        &["recognize", &video, "--gallery", &gallery, "--sink", "kafka", "--brokers", &broker.brokers(), "--topic", "detections"],
+        &[
+            "recognize",
+            &video,
+            "--gallery",
+            &gallery,
+            "--sink",
+            "kafka",
+            "--brokers",
+            &broker.brokers(),
+            "--topic",
+            "detections",
+        ],
         Duration::from_secs(180),
     );
     assert!(run.success, "{}", run.stderr);
@@ -87,9 +105,5 @@ fn detections_reach_a_kafka_consumer_group_in_order() {
         assert!(schema.is_valid(e), "not schema-valid: {e}");
     }
     assert_eq!(story(&events), expected_story(), "{events:#?}");
-    let mut ids: Vec<&str> = events.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
-    let n = ids.len();
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), n, "no duplicates");
+    assert_no_duplicates(&events);
 }

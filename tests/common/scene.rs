@@ -21,7 +21,8 @@ pub fn demo_dir() -> PathBuf {
 }
 
 /// Renders `shows` (image file in the demo dir, start s, end s) as a `seconds`-long 640x360 15 fps
-/// H.264 MP4 with a 0.5 s GOP. `audio`: a WAV file muxed as AAC (needed to publish it over RTMP).
+/// H.264 MP4 with a 0.5 s GOP. `audio`: a WAV file muxed as AAC at 44.1 kHz stereo like a real encoder
+/// (AAC at 16 kHz loses the consonants ASR needs); RTMP publishing needs an audio track.
 pub fn render_scene(out: &Path, shows: &[(&str, u32, u32)], seconds: u32, audio: Option<&Path>) {
     render_scene_sized(out, shows, seconds, audio, (640, 360), 8);
 }
@@ -59,7 +60,8 @@ pub fn render_scene_sized(
     );
     if let Some(wav) = audio {
         pipeline += &format!(
-            " filesrc location={} ! wavparse ! audioconvert ! audioresample ! voaacenc ! aacparse ! m.",
+            " filesrc location={} ! wavparse ! audioconvert ! audioresample \
+             ! audio/x-raw,rate=44100,channels=2 ! voaacenc bitrate=128000 ! aacparse ! m.",
             wav.display()
         );
     }
@@ -111,6 +113,15 @@ pub fn story(events: &[Value]) -> Vec<(String, String)> {
 
 pub fn expected_story() -> Vec<(String, String)> {
     STORY.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+}
+
+/// Consumers deduplicate on `event_id`: within one run no id may repeat.
+pub fn assert_no_duplicates(events: &[Value]) {
+    let mut ids: Vec<&str> = events.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "duplicate event ids: {events:#?}");
 }
 
 pub fn validator() -> jsonschema::Validator {

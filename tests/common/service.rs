@@ -148,15 +148,3 @@ impl Service {
     }
 }
 
-/// A gallery of the demo products (scripts/setup.sh installs them) built into `dir/gallery`.
-pub fn demo_gallery(dir: &std::path::Path) -> String {
-    let catalog = livesku::paths::cache_dir().join("demo").join("catalog.jsonl");
-    assert!(catalog.is_file(), "demo products missing ({}): run scripts/setup.sh", catalog.display());
-    let gallery = dir.join("gallery");
-    let build = super::run_livesku(
-        &["gallery", "build", "--catalog", catalog.to_str().unwrap(), "--out", gallery.to_str().unwrap()],
-        Duration::from_secs(180),
-    );
-    assert!(build.success, "{}", build.stderr);
-    gallery.to_str().unwrap().to_string()
-}
