@@ -171,7 +171,7 @@ impl Board {
             Update::Frame { stream_id: frame.stream_id.to_string(), seq: f.seq, unix_ms: f.captured_unix_ms };
         {
             let mut streams = self.streams.lock();
-            // A removed stream's last frames may still come out of the encoder: they must not bring
+            // A removed stream's last frames may still be on their way: they must not bring
             // its view back.
             let Some(view) = streams.get_mut(&frame.stream_id) else { return };
             view.frame = Some(f);

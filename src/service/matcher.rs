@@ -1,6 +1,7 @@
 //! Match stage: embeddings are searched in the gallery, the top-k hits become an [`Observation`] for the
 //! tracker, and the tracker's decisions become events.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -16,6 +17,11 @@ use crate::gallery::Searcher;
 use crate::messages::StreamId;
 use crate::track::{Decision, DecisionKind, Match, Observation, Tracker};
 
+/// Cosine between a stream's speech tag and a product's page text from which the speech counts as being
+/// about that product, so the event carries it. On the demo, a line naming a product scores about 0.6
+/// against its page and at most 0.06 against the others.
+const SPEECH_SUPPORT: f32 = 0.3;
+
 pub struct Matcher {
     /// Shared with the control API, which swaps or edits it (gallery reload, product add/remove).
     pub searcher: Arc<RwLock<Searcher>>,
@@ -28,6 +34,8 @@ pub struct Matcher {
     pub context: EventContext,
     pub board: Arc<Board>,
     pub metrics: Arc<ServiceMetrics>,
+    /// Per stream: the unit text part of the latest keyframe that had a speech tag.
+    pub speech: HashMap<StreamId, Vec<f32>>,
 }
 
 impl Matcher {
@@ -54,6 +62,7 @@ impl Matcher {
                         }
                         let decisions = self.tracker.end_stream(&id);
                         self.publish(decisions, None, &mut emit);
+                        self.speech.remove(&id);
                     }
                     Err(_) => ended = crossbeam_channel::never(),
                 },
@@ -68,8 +77,12 @@ impl Matcher {
         self.publish(decisions, Some(e.frame.captured_at), emit);
         if let Some(text) = e.text.as_deref() {
             self.board.asr_text(&e.frame.stream_id, text);
+            let part = e.embedding.get(self.visual_dim..).unwrap_or_default();
+            let norm = dot(part, part).sqrt();
+            if norm > 0.0 {
+                self.speech.insert(e.frame.stream_id.clone(), part.iter().map(|x| x / norm).collect());
+            }
         }
-        self.board.frame(e.frame);
     }
 
     fn observation(&self, e: &Embedded) -> Observation {
@@ -115,8 +128,19 @@ impl Matcher {
         let searcher = self.searcher.read();
         let gallery = &searcher.gallery;
         for d in decisions {
-            let product = gallery.row_of(&d.product_id).map(|r| gallery.product(r));
-            let event = DetectionEvent::from_decision(&d, product.map(|p| p.title.as_str()), &self.context);
+            let row = gallery.row_of(&d.product_id);
+            let product = row.map(|r| gallery.product(r));
+            let mut event =
+                DetectionEvent::from_decision(&d, product.map(|p| p.title.as_str()), &self.context);
+            // The stream's latest speech goes out only when it is about this product: right after a
+            // product change it is usually still the host's line about the previous one.
+            let about = |r: usize| {
+                let page_text = gallery.vector(r).get(self.visual_dim..).unwrap_or_default();
+                self.speech.get(&d.stream_id).is_some_and(|s| dot(s, page_text) >= SPEECH_SUPPORT)
+            };
+            if event.asr_text.is_some() && !row.is_some_and(about) {
+                event.asr_text = None;
+            }
             let image = product.and_then(super::board::product_image_url);
             self.board.event(&event, image);
             let counter = match d.kind {

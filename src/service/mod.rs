@@ -162,6 +162,7 @@ impl Service {
         let (dropped, live_ids) = (encoder_dropped.clone(), live.clone());
         let transcripts = Transcripts::default();
         let (tags, window_ms) = (transcripts.clone(), (cfg.asr.window_secs * 1000.0) as u64);
+        let seen_board = board.clone();
         let live_max_age = (cfg.encoder.live_max_age_ms > 0)
             .then(|| std::time::Duration::from_millis(cfg.encoder.live_max_age_ms));
         threads.push(spawn("livesku-router", move || {
@@ -172,6 +173,7 @@ impl Service {
                 |id| live_ids.read().contains(id),
                 live_max_age,
                 |id, pts| tags.tag(id, pts, window_ms),
+                |frame| seen_board.frame(frame.clone()),
             )
         })?);
         let matcher = Matcher {
@@ -184,6 +186,7 @@ impl Service {
             tracker: Tracker::new(cfg.track.clone()),
             top_k: cfg.gallery.top_k.unwrap_or(5),
             context: context.clone(),
+            speech: Default::default(),
         };
         threads.push(spawn("livesku-matcher", move || matcher.run(embedded, ended, emit))?);
         // Speech: VAD + Moonshine workers fill the transcript windows the router tags keyframes from.

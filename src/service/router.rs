@@ -10,12 +10,14 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, TrySendError};
 
 use crate::encode::{Batcher, EncodeRequest, StreamSender};
-use crate::messages::VideoMsg;
+use crate::messages::{Keyframe, VideoMsg};
 
 /// Runs until every ingest sender is gone, then closes the queues and waits for the encoder to drain.
 /// A live stream's full queue drops the frame (counted in `dropped`): the encoder is the bottleneck and
 /// old frames are worth less than new ones. Files (`seq`-complete evaluation input) wait instead.
 /// `tag` gives the (cleaned) speech heard on a stream before a keyframe's pts, fused by the text tower.
+/// `seen` gets every keyframe before it is queued (the dashboard shows what the camera shows now, even
+/// when the encoder is behind).
 pub fn run(
     keyframes: Receiver<VideoMsg>,
     batcher: Batcher,
@@ -23,6 +25,7 @@ pub fn run(
     live: impl Fn(&str) -> bool,
     live_max_age: Option<Duration>,
     tag: impl Fn(&str, u64) -> Option<String>,
+    seen: impl Fn(&Keyframe),
 ) {
     let mut queues: HashMap<Arc<str>, StreamSender> = HashMap::new();
     for msg in keyframes {
@@ -46,6 +49,7 @@ pub fn run(
                 }
             },
         };
+        seen(&frame);
         let text = tag(&frame.stream_id, frame.pts_ms);
         let request = EncodeRequest { frame, text };
         if live(queue.stream_id()) {
