@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::Message;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use serde_json::Value;
 
@@ -76,18 +75,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn consumer(kafka: &KafkaConfig, args: &Args) -> anyhow::Result<StreamConsumer> {
-    let mut cc = ClientConfig::new();
-    for (k, v) in &kafka.properties {
-        cc.set(k, v);
-    }
-    cc.set("bootstrap.servers", &kafka.brokers)
-        .set("client.id", format!("{}-consume", kafka.client_id))
+    kafka
+        .client_config("-consume")
         .set("group.id", &args.group)
         .set("enable.auto.commit", "true")
         .set("auto.offset.reset", if args.from_beginning { "earliest" } else { "latest" })
         // Only events of committed producer transactions; also the right default for idempotent producers.
-        .set("isolation.level", "read_committed");
-    cc.create().context("cannot create the Kafka consumer")
+        .set("isolation.level", "read_committed")
+        .create()
+        .context("cannot create the Kafka consumer")
 }
 
 async fn receive(consumer: &StreamConsumer, args: &Args) -> anyhow::Result<u64> {

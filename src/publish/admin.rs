@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::RDKafkaErrorCode;
 
 use super::PublishError;
@@ -19,12 +18,7 @@ pub fn ensure_topic(
     replication: i32,
     timeout: Duration,
 ) -> Result<bool, PublishError> {
-    let mut cc = ClientConfig::new();
-    for (k, v) in &cfg.properties {
-        cc.set(k, v);
-    }
-    cc.set("bootstrap.servers", &cfg.brokers).set("client.id", format!("{}-admin", cfg.client_id));
-    let admin: AdminClient<DefaultClientContext> = cc.create()?;
+    let admin: AdminClient<DefaultClientContext> = cfg.client_config("-admin").create()?;
     let topic = NewTopic::new(&cfg.topic, partitions, TopicReplication::Fixed(replication));
     let opts = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
     let results = futures::executor::block_on(admin.create_topics([&topic], &opts))?;

@@ -121,6 +121,17 @@ impl PublishConfig {
 }
 
 impl KafkaConfig {
+    /// Client settings every livesku Kafka client shares (producer, admin, consumer): the extra (SASL/TLS)
+    /// properties, the brokers and `client.id` = `client_id` + `suffix`.
+    pub fn client_config(&self, suffix: &str) -> rdkafka::config::ClientConfig {
+        let mut cc = rdkafka::config::ClientConfig::new();
+        for (k, v) in &self.properties {
+            cc.set(k, v);
+        }
+        cc.set("bootstrap.servers", &self.brokers).set("client.id", format!("{}{suffix}", self.client_id));
+        cc
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.brokers.trim().is_empty() {
             return Err(invalid("publish.kafka.brokers", "must list at least one HOST:PORT"));

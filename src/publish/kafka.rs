@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -54,13 +53,8 @@ impl KafkaSink {
         max_buffered: usize,
         metrics: Arc<PublishMetrics>,
     ) -> Result<Self, PublishError> {
-        let mut cc = ClientConfig::new();
-        for (k, v) in &cfg.properties {
-            cc.set(k, v);
-        }
-        cc.set("bootstrap.servers", &cfg.brokers)
-            .set("client.id", &cfg.client_id)
-            .set("enable.idempotence", "true")
+        let mut cc = cfg.client_config("");
+        cc.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", &cfg.compression)
             .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
