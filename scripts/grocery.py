@@ -11,10 +11,16 @@ DATASET_DIR is the dataset's root (the folder holding `dataset/`, or `dataset/` 
                                  image-only
   OUT_DIR/queries-SPLIT-text.jsonl  the same photos with a text, standing in for what a live host says:
                                  `coarse` (default) the coarse class ("Apple"), `fine` the product name
+  OUT_DIR/examples.jsonl         training examples for `livesku train`: every train-split photo, labelled
+                                 with its product (the live domain a platform has from past streams)
+  OUT_DIR/examples-seen.jsonl    the same, without the "unseen" products (every 4th class id: 3, 7, 11, ...)
+  OUT_DIR/queries-SPLIT-unseen.jsonl  the SPLIT photos of the unseen products only: train on
+                                 examples-seen.jsonl, query these against the whole catalogue
 
 Image paths are absolute, so the files stay valid wherever OUT_DIR is; the dataset itself is never copied.
 Then:  livesku gallery build --catalog OUT_DIR/catalog.jsonl --out GALLERY
        livesku eval --gallery GALLERY --queries OUT_DIR/queries-val.jsonl
+       livesku train --catalog OUT_DIR/catalog.jsonl --examples OUT_DIR/examples.jsonl --out MODEL_DIR
 Standard library only.
 """
 import argparse
@@ -22,6 +28,22 @@ import csv
 import json
 import os
 import sys
+
+
+def is_unseen(class_id):
+    """The unseen-products split: a quarter of the products, fixed by class id."""
+    return class_id % 4 == 3
+
+
+def read_split(root, split):
+    """(path, fine class id) of each photo listed in SPLIT.txt."""
+    out = []
+    with open(os.path.join(root, f"{split}.txt")) as f:
+        for line in f:
+            parts = [p.strip() for p in line.split(",")]
+            if len(parts) >= 2 and parts[0]:
+                out.append((os.path.join(root, parts[0]), int(parts[1])))
+    return out
 
 
 def title_of(class_name):
@@ -66,25 +88,33 @@ def main():
         for cid in sorted(classes):
             f.write(json.dumps(classes[cid], ensure_ascii=False) + "\n")
 
-    n = 0
+    photos = read_split(root, a.split)
     plain = open(os.path.join(a.out, f"queries-{a.split}.jsonl"), "w")
+    unseen = open(os.path.join(a.out, f"queries-{a.split}-unseen.jsonl"), "w")
     texted = open(os.path.join(a.out, f"queries-{a.split}-text.jsonl"), "w") if a.query_text != "none" else None
-    with open(split_txt) as f:
-        for line in f:
-            parts = [p.strip() for p in line.split(",")]
-            if len(parts) < 2 or not parts[0]:
-                continue
-            c = classes[int(parts[1])]
-            q = {"images": [os.path.join(root, parts[0])], "product_id": c["product_id"]}
-            plain.write(json.dumps(q) + "\n")
-            if texted:
-                text = title_of(c["coarse_class"]) if a.query_text == "coarse" else c["title"]
-                texted.write(json.dumps({**q, "text": text}) + "\n")
-            n += 1
-    plain.close()
-    if texted:
-        texted.close()
-    print(f"grocery.py: {len(classes)} products, {n} {a.split} queries -> {a.out}", file=sys.stderr)
+    for path, cid in photos:
+        c = classes[cid]
+        q = {"images": [path], "product_id": c["product_id"]}
+        plain.write(json.dumps(q) + "\n")
+        if is_unseen(cid):
+            unseen.write(json.dumps(q) + "\n")
+        if texted:
+            text = title_of(c["coarse_class"]) if a.query_text == "coarse" else c["title"]
+            texted.write(json.dumps({**q, "text": text}) + "\n")
+    for f in (plain, unseen, texted):
+        if f:
+            f.close()
+    n = len(photos)
+    n_examples = 0
+    if os.path.isfile(os.path.join(root, "train.txt")):
+        with open(os.path.join(a.out, "examples.jsonl"), "w") as every, open(os.path.join(a.out, "examples-seen.jsonl"), "w") as seen:
+            for path, cid in read_split(root, "train"):
+                line = json.dumps({"images": [path], "product_id": classes[cid]["product_id"]}) + "\n"
+                every.write(line)
+                if not is_unseen(cid):
+                    seen.write(line)
+                n_examples += 1
+    print(f"grocery.py: {len(classes)} products, {n} {a.split} queries, {n_examples} train examples -> {a.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

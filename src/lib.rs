@@ -18,3 +18,4 @@ pub mod publish;
 pub mod sample;
 pub mod service;
 pub mod track;
+pub mod train;

@@ -24,6 +24,8 @@ enum Command {
     Consume(cli::consume::Args),
     /// Measure retrieval recall of a gallery on labelled queries.
     Eval(cli::eval::Args),
+    /// Learn the cross-domain (page <-> live) head on labelled examples; writes a model directory.
+    Train(cli::train::Args),
     /// Transcribe the speech of one stream or file: one JSON line per utterance.
     Transcribe(cli::transcribe::Args),
 }
@@ -38,6 +40,7 @@ fn main() -> std::process::ExitCode {
         Command::Gallery(args) => cli::gallery::run(args),
         Command::Eval(args) => cli::eval::run(args),
         Command::Transcribe(args) => cli::transcribe::run(args),
+        Command::Train(args) => cli::train::run(args),
         Command::Consume(args) => cli::consume::run(args),
     };
     match result {

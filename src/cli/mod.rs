@@ -6,6 +6,7 @@ pub mod gallery;
 pub mod ingest;
 pub mod recognize;
 pub mod run;
+pub mod train;
 pub mod transcribe;
 mod serve;
 

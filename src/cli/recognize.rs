@@ -27,6 +27,9 @@ pub struct Args {
     /// Stop after this many seconds (default: when the source ends).
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
+    /// Model directory [default: the config's `[encoder] model_dir`, else $LIVESKU_CACHE/models/default]
+    #[arg(long, value_name = "DIR", env = "LIVESKU_MODEL_DIR")]
+    model: Option<PathBuf>,
     /// Optional service config file for the other settings (its `[[streams]]` are ignored).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -38,6 +41,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => ServiceConfig::default(),
     };
     cfg.gallery.path = Some(args.gallery.clone());
+    if let Some(model) = args.model {
+        cfg.encoder.model_dir = Some(model);
+    }
     cfg.streams = vec![StreamEntry { id: None, uri: args.uri.clone() }];
     // A one-off command reports a source it cannot reach instead of waiting for it.
     cfg.ingest.fail_fast = true;

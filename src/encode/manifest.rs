@@ -106,7 +106,23 @@ pub struct VisualSpec {
     pub std: [f32; 3],
     pub output: String,
     pub pooling: VisualPooling,
+    /// Dimension of the visual part of the embedding: the tower's output, or the head's when there is one.
     pub dim: usize,
+    /// A trained head (made by `livesku train`) run on the tower's full output.
+    pub head: Option<HeadSpec>,
+}
+
+/// A second graph fed the tower's whole output (`[B,1+P,D]` tokens); its `[B,dim]` output is the visual
+/// embedding. Keeping it apart from the tower lets a trained model reuse the frozen tower file as is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadSpec {
+    pub file: PathBuf,
+    pub sha256: String,
+    pub input: String,
+    pub output: String,
+    /// Dimension of the tower's tokens (the head's input).
+    pub input_dim: usize,
 }
 
 fn default_pad() -> [u8; 3] {
@@ -195,6 +211,14 @@ impl Manifest {
         if v.dim == 0 {
             return bad("visual.dim", "must be positive");
         }
+        if let Some(h) = &v.head {
+            if v.pooling != VisualPooling::None {
+                return bad("visual.pooling", "must be \"none\" with a [visual.head]: the head pools the tokens");
+            }
+            if h.input_dim == 0 {
+                return bad("visual.head.input_dim", "must be positive");
+            }
+        }
         if let Some(t) = &self.text {
             if t.max_length < 2 {
                 return bad("text.max_length", "must be at least 2");
@@ -215,6 +239,10 @@ impl Manifest {
 
     pub fn visual_path(&self) -> PathBuf {
         self.dir.join(&self.visual.file)
+    }
+
+    pub fn head_path(&self) -> Option<PathBuf> {
+        self.visual.head.as_ref().map(|h| self.dir.join(&h.file))
     }
 
     /// Dimension of the fused embedding: visual part then text part.

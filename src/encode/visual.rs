@@ -12,6 +12,8 @@ use super::runtime::{SessionOptions, batch_output, open_session};
 
 pub struct VisualEncoder {
     session: Session,
+    /// The trained head (`[visual.head]`), run on the tower's whole output.
+    head: Option<Session>,
     spec: VisualSpec,
     pre: Preprocessor,
     /// NCHW (or NTCHW) input, grown to the largest batch seen and reused.
@@ -21,9 +23,14 @@ pub struct VisualEncoder {
 impl VisualEncoder {
     pub fn new(manifest: &Manifest, opts: SessionOptions) -> Result<Self, EncodeError> {
         let session = open_session(&manifest.visual_path(), opts)?;
+        let head = match manifest.head_path() {
+            Some(path) => Some(open_session(&path, opts)?),
+            None => None,
+        };
         let spec = manifest.visual.clone();
         Ok(VisualEncoder {
             session,
+            head,
             pre: Preprocessor::new(&spec),
             spec,
             batch: Vec::new(),
@@ -117,19 +124,32 @@ impl VisualEncoder {
     pub fn run_prepared(&mut self, n: usize) -> Result<Vec<Vec<f32>>, EncodeError> {
         let len = n * self.item_len();
         let shape = self.input_shape(n);
-        let (spec, session) = (&self.spec, &mut self.session);
-        run(session, spec, &self.batch[..len], shape)
+        run(&mut self.session, self.head.as_mut(), &self.spec, &self.batch[..len], shape)
     }
 
     /// Runs the tower on an already prepared input tensor (benchmarks, reference tests).
     pub fn run_tensor(&mut self, tensor: &[f32], n: usize) -> Result<Vec<Vec<f32>>, EncodeError> {
         let shape = self.input_shape(n);
-        run(&mut self.session, &self.spec, tensor, shape)
+        run(&mut self.session, self.head.as_mut(), &self.spec, tensor, shape)
+    }
+
+    /// The tower's raw output for single-frame images, before any head or pooling: `(tokens, dim, data)`
+    /// with `data` of `images.len() * tokens * dim` floats. What `livesku train` caches.
+    pub fn tower_tokens(&mut self, images: &[&RgbImage]) -> Result<(usize, usize, Vec<f32>), EncodeError> {
+        self.prepare(images)?;
+        let n = images.len();
+        let shape = self.input_shape(n);
+        let want = self.spec.head.as_ref().map_or(self.spec.dim, |h| h.input_dim);
+        let input = TensorRef::from_array_view((shape, &self.batch[..n * self.item_len()]))?;
+        let outputs = self.session.run(ort::inputs![self.spec.input.as_str() => input])?;
+        let (tokens, dim, out) = batch_output(&outputs, &self.spec.output, n, want)?;
+        Ok((tokens, dim, out.to_vec()))
     }
 }
 
 fn run(
     session: &mut Session,
+    head: Option<&mut Session>,
     spec: &VisualSpec,
     data: &[f32],
     shape: Vec<usize>,
@@ -140,6 +160,13 @@ fn run(
     }
     let input = TensorRef::from_array_view((shape, data))?;
     let outputs = session.run(ort::inputs![spec.input.as_str() => input])?;
+    if let (Some(head), Some(h)) = (head, spec.head.as_ref()) {
+        let (tokens, dim, out) = batch_output(&outputs, &spec.output, n, h.input_dim)?;
+        let tokens_in = TensorRef::from_array_view((vec![n, tokens, dim], out))?;
+        let pooled = head.run(ort::inputs![h.input.as_str() => tokens_in])?;
+        let (_, dim, out) = batch_output(&pooled, &h.output, n, spec.dim)?;
+        return Ok(out.chunks_exact(dim).map(|item| pool_visual(item, 1, dim, spec.pooling)).collect());
+    }
     let (tokens, dim, out) = batch_output(&outputs, &spec.output, n, spec.dim)?;
     Ok(out
         .chunks_exact(tokens * dim)

@@ -1,5 +1,6 @@
 """Independent reference for tests/encoder_reference.rs: runs the model files with Python onnxruntime on
-tensors written by the Rust test, pools with numpy, and writes the unit vectors back.
+tensors written by the Rust test (and the trained head, when the manifest has one), pools with numpy, and
+writes the unit vectors back.
 
 usage: encoder_ref.py MANIFEST_DIR WORK_DIR
 WORK_DIR/request.json: {"visual": {"file": "visual_in.f32", "shape": [...]},
@@ -23,6 +24,10 @@ def main(model_dir, work):
     x = np.fromfile(os.path.join(work, req["visual"]["file"]), dtype="<f4").reshape(req["visual"]["shape"])
     sess = ort.InferenceSession(os.path.join(model_dir, v["file"]), so, providers=["CPUExecutionProvider"])
     tok = sess.run([v["output"]], {v["input"]: x})[0]
+    if "head" in v:  # a trained head (livesku train) runs on the tower's whole output
+        h = v["head"]
+        head = ort.InferenceSession(os.path.join(model_dir, h["file"]), so, providers=["CPUExecutionProvider"])
+        tok = head.run([h["output"]], {h["input"]: tok})[0]
     pooling = v["pooling"]
     if tok.ndim == 2 or pooling in ("none", "cls"):
         out = tok if tok.ndim == 2 else tok[:, 0]
