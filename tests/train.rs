@@ -32,14 +32,14 @@ fn s(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// Product `k`'s photo at 30-45 % of the frame, somewhere on a colour-shifted photo of product `j != k`.
+/// Product `k`'s photo at 45-60 % of the frame, somewhere on a colour-shifted photo of product `j != k`.
 fn live_example(photos: &[RgbImage], k: usize, n: u64) -> RgbImage {
     let mut rng = fastrand::Rng::with_seed(n * 31 + k as u64);
     let j = (k + 1 + rng.usize(..photos.len() - 1)) % photos.len();
     let mut frame = imageops::resize(&photos[j], 320, 240, imageops::FilterType::Triangle);
     let tint: [f32; 3] = std::array::from_fn(|_| 0.7 + 0.5 * rng.f32());
     frame.pixels_mut().for_each(|p| *p = Rgb(std::array::from_fn(|c| (p[c] as f32 * tint[c]).min(255.0) as u8)));
-    let side = (240.0 * (0.30 + 0.15 * rng.f32())) as u32;
+    let side = (240.0 * (0.45 + 0.15 * rng.f32())) as u32;
     let (w, h) = photos[k].dimensions();
     let (pw, ph) = if w > h { (side, side * h / w) } else { (side * w / h, side) };
     let product = imageops::resize(&photos[k], pw, ph, imageops::FilterType::Triangle);
@@ -80,7 +80,7 @@ fn train(f: &Fixture, out: &str, seed: &str) -> Value {
     let run = run_livesku(
         &[
             "train", "--catalog", &f.catalog, "--examples", &f.examples, "--val", &f.val, "--out", out, "--seed", seed,
-            "--synthetic-views", "2", "--epochs", "60", "--cache", &cache,
+            "--synthetic-views", "2", "--epochs", "200", "--cache", &cache,
         ],
         Duration::from_secs(600),
     );
@@ -99,10 +99,13 @@ fn recall_at_1(f: &Fixture, model: Option<&str>, gallery: &str) -> f64 {
     let build = with_model(vec!["gallery".into(), "build".into(), "--catalog".into(), f.catalog.clone(), "--out".into(), gallery.into()]);
     let run = run_livesku(&build.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(120));
     assert!(run.success, "{}", run.stderr);
+    // eval prints a readable line before its JSON one.
     let eval = with_model(vec!["eval".into(), "--gallery".into(), gallery.into(), "--queries".into(), f.val.clone()]);
-    let run = run_livesku(&eval.iter().map(String::as_str).collect::<Vec<_>>(), Duration::from_secs(120));
-    assert!(run.success, "{}", run.stderr);
-    run.lines.last().unwrap()["r1"].as_f64().unwrap()
+    let out = common::livesku().args(&eval).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    last["r1"].as_f64().unwrap()
 }
 
 #[test]
@@ -119,7 +122,7 @@ fn training_raises_recall_is_deterministic_and_writes_a_loadable_model() {
     assert_eq!(trained.version, version);
     assert!(trained.visual.head.is_some());
     let report: Value = serde_json::from_str(&std::fs::read_to_string(f.root.join("model-a/training.json")).unwrap()).unwrap();
-    assert_eq!(report["history"].as_array().unwrap().len(), 60);
+    assert_eq!(report["history"].as_array().unwrap().len(), 200);
     assert_eq!(report["params"]["seed"], 7);
     assert!(report["export_max_abs_diff"].as_f64().unwrap() < 1e-4);
 
@@ -127,7 +130,7 @@ fn training_raises_recall_is_deterministic_and_writes_a_loadable_model() {
     let base_r1 = recall_at_1(&f, None, &s(&f.root.join("gallery-base")));
     let trained_r1 = recall_at_1(&f, Some(&out_a), &s(&f.root.join("gallery-trained")));
     eprintln!("held-out R@1: base {base_r1:.3}, trained {trained_r1:.3}");
-    assert!(trained_r1 >= base_r1 + 0.2, "trained {trained_r1} vs base {base_r1}");
+    assert!(trained_r1 >= 0.8 && trained_r1 >= base_r1 + 0.3, "trained {trained_r1} vs base {base_r1}");
     assert_eq!(
         report["eval"]["trained"]["val"]["r1"].as_f64().unwrap(),
         trained_r1,
@@ -135,11 +138,12 @@ fn training_raises_recall_is_deterministic_and_writes_a_loadable_model() {
     );
 
     // A gallery of the base model is refused with the trained one.
-    let run = run_livesku(
-        &["eval", "--gallery", &s(&f.root.join("gallery-base")), "--queries", &f.val, "--model", &out_a],
-        Duration::from_secs(60),
-    );
-    assert!(!run.success && run.stderr.contains(&version), "{}", run.stderr);
+    let out = common::livesku()
+        .args(["eval", "--gallery", &s(&f.root.join("gallery-base")), "--queries", &f.val, "--model", &out_a])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains(&version), "{stderr}");
 
     // Same seed: same weights, same version (features come from the cache the second time).
     let out_b = s(&f.root.join("model-b"));
