@@ -57,13 +57,13 @@ fn fixture(train_per_product: u64, val_per_product: u64) -> Fixture {
         .map(|(id, f)| json!({"product_id": id, "title": id, "images": [s(&demo.join(f))]}).to_string() + "\n")
         .collect();
     std::fs::write(root.join("catalog.jsonl"), catalog).unwrap();
-    let mut write_split = |name: &str, from: u64, count: u64| {
+    let write_split = |name: &str, from: u64, count: u64| {
         let mut lines = String::new();
-        for k in 0..PRODUCTS.len() {
+        for (k, (id, _)) in PRODUCTS.iter().enumerate() {
             for n in from..from + count {
                 let path = root.join(format!("{name}-{k}-{n}.png"));
                 live_example(&photos, k, n).save(&path).unwrap();
-                lines += &(json!({"images": [s(&path)], "product_id": PRODUCTS[k].0}).to_string() + "\n");
+                lines += &(json!({"images": [s(&path)], "product_id": id}).to_string() + "\n");
             }
         }
         let file = root.join(format!("{name}.jsonl"));

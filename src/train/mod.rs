@@ -21,6 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::encode::visual::VisualEncoder;
+use crate::gallery::catalog::CatalogEntry;
 use crate::encode::{EncoderConfig, Manifest};
 use crate::encode::runtime::SessionOptions;
 
@@ -104,6 +105,44 @@ fn synth_seed(seed: u64, page: usize, index: usize) -> u64 {
     seed ^ ((page as u64) << 20) ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// The training table: page images, example images (a seeded share held out whole when there are no
+/// validation queries), validation images, then the synthetic views of each product's first page image.
+fn plan_views(s: &TrainSettings, catalog: &[CatalogEntry], examples: &[data::Example], val: Option<&[data::Example]>) -> Vec<View> {
+    let mut views: Vec<View> = Vec::new();
+    for (product, entry) in catalog.iter().enumerate() {
+        for path in &entry.images {
+            views.push(View { product, domain: "page", role: "train", source: Source::File { path: path.clone(), line: entry.line, origin: 0 } });
+        }
+    }
+    let mut rng = fastrand::Rng::with_seed(s.head.seed);
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    rng.shuffle(&mut order);
+    let n_holdout = if val.is_some() { 0 } else { (examples.len() as f64 * s.holdout).round() as usize };
+    let held: std::collections::HashSet<usize> = order[..n_holdout.min(order.len())].iter().copied().collect();
+    for (i, ex) in examples.iter().enumerate() {
+        let role = if held.contains(&i) { "holdout" } else { "train" };
+        for path in &ex.images {
+            views.push(View { product: ex.product, domain: "live", role, source: Source::File { path: path.clone(), line: ex.line, origin: 1 } });
+        }
+    }
+    if let Some(val) = val {
+        for ex in val {
+            for path in &ex.images {
+                views.push(View { product: ex.product, domain: "live", role: "val", source: Source::File { path: path.clone(), line: ex.line, origin: 2 } });
+            }
+        }
+    }
+    let first_page: Vec<usize> = (0..catalog.len())
+        .map(|p| views.iter().position(|v| v.product == p && v.domain == "page").unwrap_or(0))
+        .collect();
+    for (product, page) in first_page.iter().enumerate() {
+        for index in 0..s.synthetic_views {
+            views.push(View { product, domain: "synthetic", role: "train", source: Source::Synthetic { page: *page, index } });
+        }
+    }
+    views
+}
+
 pub fn train(s: &TrainSettings) -> Result<TrainOutcome, TrainError> {
     let started = Instant::now();
     let base = Manifest::load(&s.model)?;
@@ -133,39 +172,7 @@ pub fn train(s: &TrainSettings) -> Result<TrainOutcome, TrainError> {
         warnings.extend(v.skip_lines());
     }
 
-    // Views. Examples are held out whole (all their images), chosen by a seeded shuffle.
-    let mut views: Vec<View> = Vec::new();
-    for (product, entry) in catalog.items.iter().enumerate() {
-        for path in &entry.images {
-            views.push(View { product, domain: "page", role: "train", source: Source::File { path: path.clone(), line: entry.line, origin: 0 } });
-        }
-    }
-    let mut rng = fastrand::Rng::with_seed(s.head.seed);
-    let mut order: Vec<usize> = (0..examples.items.len()).collect();
-    rng.shuffle(&mut order);
-    let n_holdout = if val.is_some() { 0 } else { (examples.items.len() as f64 * s.holdout).round() as usize };
-    let held: std::collections::HashSet<usize> = order[..n_holdout.min(order.len())].iter().copied().collect();
-    for (i, ex) in examples.items.iter().enumerate() {
-        let role = if held.contains(&i) { "holdout" } else { "train" };
-        for path in &ex.images {
-            views.push(View { product: ex.product, domain: "live", role, source: Source::File { path: path.clone(), line: ex.line, origin: 1 } });
-        }
-    }
-    if let Some(v) = &val {
-        for ex in &v.items {
-            for path in &ex.images {
-                views.push(View { product: ex.product, domain: "live", role: "val", source: Source::File { path: path.clone(), line: ex.line, origin: 2 } });
-            }
-        }
-    }
-    let first_page: Vec<usize> = (0..catalog.items.len())
-        .map(|p| views.iter().position(|v| v.product == p && v.domain == "page").unwrap_or(0))
-        .collect();
-    for (product, page) in first_page.iter().enumerate() {
-        for index in 0..s.synthetic_views {
-            views.push(View { product, domain: "synthetic", role: "train", source: Source::Synthetic { page: *page, index } });
-        }
-    }
+    let views = plan_views(s, &catalog.items, &examples.items, val.as_ref().map(|v| v.items.as_slice()));
 
     // Every file is decoded once up front: unreadable pictures are reported with their line and left out.
     // Only page pictures stay in memory (synthetic views are made from them); the others are decoded again
