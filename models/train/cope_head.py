@@ -22,9 +22,9 @@ The head is residual on the zero-shot embedding z (sum of unit CLS and unit patc
 uses), so an untrained head is the base model and training only adds what the examples support:
     e = norm(z + W [norm(cls); norm(mean)])
 (An attention-pooling head over the patch tokens and an MLP were tried on Grocery and did worse on val than
-this linear head: 0.65 and 0.59 against 0.71; BENCHMARKS.md.) Products that have no training view at all
-(no example and no synthetic view) are left out of the softmax's negatives: training must not teach the
-head that their pages are never the answer. Training maths: JAX (autodiff, jit) and optax (AdamW); export:
+this linear head: 0.65 and 0.59 against 0.71; BENCHMARKS.md.) A view's softmax covers only the products that
+have training views of its own domain (live or synthetic): a real photo must not be taught that the page of a
+product without real examples is never the answer (on Grocery's unseen split that cost 0.28 -> 0.10). Training maths: JAX (autodiff, jit) and optax (AdamW); export:
 onnx.helper; check: onnxruntime.
 Deterministic for a seed on one machine (fixed batch order, PRNG keys from the seed, CPU XLA).
 """
