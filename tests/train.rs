@@ -51,7 +51,7 @@ fn fixture(train_per_product: u64, val_per_product: u64) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let demo = demo_dir();
-    let photos: Vec<RgbImage> = PRODUCTS.iter().map(|(_, f)| image::open(demo.join(f)).unwrap().to_rgb8()).collect();
+    let photos = fixture_photos();
     let catalog: String = PRODUCTS
         .iter()
         .map(|(id, f)| json!({"product_id": id, "title": id, "images": [s(&demo.join(f))]}).to_string() + "\n")
@@ -157,7 +157,8 @@ fn training_raises_recall_is_deterministic_and_writes_a_loadable_model() {
     let cfg = livesku::encode::EncoderConfig { model_dir: Some(PathBuf::from(&out_a)), intra_threads: 2, ..Default::default() };
     let mut enc = livesku::encode::Encoder::open(&cfg).unwrap();
     let spec = enc.manifest.visual.clone();
-    let pics = [live_example(&fixture_photos(), 0, 5000), live_example(&fixture_photos(), 2, 5001)];
+    let photos = fixture_photos();
+    let pics = [live_example(&photos, 0, 5000), live_example(&photos, 2, 5001)];
     let mut pre = livesku::encode::preprocess::Preprocessor::new(&spec);
     let mut tensor = vec![0f32; pre.slot_len() * pics.len()];
     for (img, slot) in pics.iter().zip(tensor.chunks_exact_mut(pre.slot_len())) {

@@ -49,7 +49,6 @@ jax.config.update("jax_default_matmul_precision", "highest")
 def parse_args(argv):
     ap = argparse.ArgumentParser(description="COPE-style head on cached tower tokens")
     ap.add_argument("--data", required=True, help="directory with features.npy and meta.json; outputs go there")
-    ap.add_argument("--head", choices=["linear"], default="linear")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=1e-3)

@@ -83,7 +83,6 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         synthetic_views: a.synthetic_views,
         threads: a.threads,
         head: HeadParams {
-            head: "linear".into(),
             epochs: a.epochs,
             batch: a.batch,
             lr: a.lr,

@@ -56,13 +56,13 @@ impl FeatureCache {
     }
 
     fn load(&self, key: &str) -> Option<(usize, usize, Vec<u8>)> {
-        let bytes = std::fs::read(self.path(key)).ok()?;
-        let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap_or_default()) as usize;
-        if bytes.len() < 16 || &bytes[..4] != MAGIC || word(4) != VERSION as usize {
+        let mut bytes = std::fs::read(self.path(key)).ok()?;
+        let word = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap_or_default()) as usize;
+        if bytes.len() < 16 || &bytes[..4] != MAGIC || word(&bytes, 4) != VERSION as usize {
             return None;
         }
-        let (tokens, dim) = (word(8), word(12));
-        (bytes.len() == 16 + tokens * dim * 2).then(|| (tokens, dim, bytes[16..].to_vec()))
+        let (tokens, dim) = (word(&bytes, 8), word(&bytes, 12));
+        (bytes.len() == 16 + tokens * dim * 2).then(|| (tokens, dim, bytes.split_off(16)))
     }
 
     fn store(&self, key: &str, tokens: usize, dim: usize, data: &[u8]) -> Result<(), FeatureError> {

@@ -109,7 +109,10 @@ fn synth_seed(seed: u64, page: usize, index: usize) -> u64 {
 /// validation queries), validation images, then the synthetic views of each product's first page image.
 fn plan_views(s: &TrainSettings, catalog: &[CatalogEntry], examples: &[data::Example], val: Option<&[data::Example]>) -> Vec<View> {
     let mut views: Vec<View> = Vec::new();
+    // Row of each product's first page image: the picture its synthetic views are made from.
+    let mut first_page = Vec::with_capacity(catalog.len());
     for (product, entry) in catalog.iter().enumerate() {
+        first_page.push(views.len());
         for path in &entry.images {
             views.push(View { product, domain: "page", role: "train", source: Source::File { path: path.clone(), line: entry.line, origin: 0 } });
         }
@@ -132,9 +135,6 @@ fn plan_views(s: &TrainSettings, catalog: &[CatalogEntry], examples: &[data::Exa
             }
         }
     }
-    let first_page: Vec<usize> = (0..catalog.len())
-        .map(|p| views.iter().position(|v| v.product == p && v.domain == "page").unwrap_or(0))
-        .collect();
     for (product, page) in first_page.iter().enumerate() {
         for index in 0..s.synthetic_views {
             views.push(View { product, domain: "synthetic", role: "train", source: Source::Synthetic { page: *page, index } });
@@ -175,15 +175,15 @@ pub fn train(s: &TrainSettings) -> Result<TrainOutcome, TrainError> {
     let views = plan_views(s, &catalog.items, &examples.items, val.as_ref().map(|v| v.items.as_slice()));
 
     // Every file is decoded once up front: unreadable pictures are reported with their line and left out.
-    // Only page pictures stay in memory (synthetic views are made from them); the others are decoded again
-    // when their turn comes, so memory does not grow with the number of examples.
+    // Page pictures stay in memory only when synthetic views are made from them; the others are decoded
+    // again when their turn comes, so memory does not grow with the size of the data.
     let mut pages: HashMap<usize, RgbImage> = HashMap::new();
     let mut bad_rows = Vec::new();
     for (row, v) in views.iter().enumerate() {
         if let Source::File { path, line, origin } = &v.source {
             match image::open(path) {
                 Ok(img) => {
-                    if v.domain == "page" {
+                    if v.domain == "page" && s.synthetic_views > 0 {
                         pages.insert(row, img.to_rgb8());
                     }
                 }
@@ -260,10 +260,13 @@ pub fn train(s: &TrainSettings) -> Result<TrainOutcome, TrainError> {
         }
     };
     let total = keep.len();
+    let mut logged_decile = 0;
     let (tokens, dim) = features::write_features(&features_path, total, &mut picture, &mut encoder, &mut cache, &mut |done| {
         bar.set_position(done as u64);
         // Without a terminal (logs, CI) a line every 10 %.
-        if !s.progress && (done * 10 / total.max(1)) != ((done.saturating_sub(8)) * 10 / total.max(1)) {
+        let decile = done * 10 / total.max(1);
+        if !s.progress && decile > logged_decile {
+            logged_decile = decile;
             eprintln!("[train] tower features {done}/{total}");
         }
     })?;

@@ -23,7 +23,6 @@ pub enum RecipeError {
 /// Hyper-parameters passed to the recipe as flags (each one recorded in its report).
 #[derive(Debug, Clone)]
 pub struct HeadParams {
-    pub head: String,
     pub epochs: usize,
     pub batch: usize,
     pub lr: f64,
@@ -41,7 +40,6 @@ pub fn run(python: &Path, data: &Path, p: &HeadParams, quiet: bool) -> Result<()
     cmd.arg(&script)
         .arg("--data")
         .arg(data)
-        .args(["--head", &p.head])
         .args(["--epochs", &p.epochs.to_string()])
         .args(["--batch", &p.batch.to_string()])
         .args(["--lr", &p.lr.to_string()])
