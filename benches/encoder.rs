@@ -7,10 +7,12 @@
 //! stage: 4 streams submit 320x240 keyframes to the shared `Batcher` (max_batch = B): resize/crop and
 //!        normalisation into the reused batch buffer, batching, ORT, pooling, fan-out of results.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime};
 
 use image::RgbImage;
-use livesku::encode::{Batcher, BatcherConfig, EncodeRequest, Encoder, EncoderConfig};
+use livesku::encode::{Batcher, BatcherConfig, EncodedMsg, Encoder, EncoderConfig};
+use livesku::messages::Flow;
 use livesku::messages::Keyframe;
 
 fn picture(seed: u32, w: u32, h: u32) -> RgbImage {
@@ -40,7 +42,7 @@ fn main() {
 
         let enc = Encoder::open(&cfg).expect("open encoder");
         let bcfg = BatcherConfig { max_batch: bs, max_wait: Duration::from_millis(200), queue_per_stream: 64, output_capacity: 256 };
-        let (batcher, out) = Batcher::start(enc, bcfg).expect("start batcher");
+        let (batcher, out) = Batcher::start(enc, bcfg, None, &Default::default()).expect("start batcher");
         let total = runs * bs;
         let streams = 4;
         let frames: Vec<RgbImage> = (0..streams).map(|s| picture(s as u32, 320, 240)).collect();
@@ -51,10 +53,10 @@ fn main() {
         }
         drop(warm);
         for _ in 0..bs {
-            out.recv().expect("warm-up result");
+            next_embedding(&out);
         }
         let metrics = batcher.metrics();
-        let (b0, w0) = (metrics.batch_size.count(), metrics.queue_wait_us.count());
+        let (b0, f0, w0) = (metrics.batches.load(Relaxed), metrics.frames.load(Relaxed), metrics.wait_us_total.load(Relaxed));
         let t = Instant::now();
         let producers: Vec<_> = (0..streams)
             .map(|s| {
@@ -69,20 +71,21 @@ fn main() {
             })
             .collect();
         for _ in 0..total {
-            out.recv().expect("result");
+            next_embedding(&out);
         }
         let stage_ips = total as f64 / t.elapsed().as_secs_f64();
         for p in producers {
             p.join().expect("producer");
         }
-        let batches = metrics.batch_size.count() - b0;
-        let _ = w0;
+        let batches = metrics.batches.load(Relaxed) - b0;
+        let frames_run = metrics.frames.load(Relaxed) - f0;
+        let wait_ms = (metrics.wait_us_total.load(Relaxed) - w0) as f64 / 1000.0 / frames_run.max(1) as f64;
         batcher.finish();
         let ratio = stage_ips / bare_ips;
         println!(
             "{bs:>5} {bare_ips:>12.2} {stage_ips:>12.2} {ratio:>7.3} {:>14.2} {:>14.1}",
             total as f64 / batches.max(1) as f64,
-            metrics.queue_wait_us.mean() / 1000.0
+            wait_ms
         );
         if bare_ips > best.0 {
             best = (bare_ips, stage_ips, bs);
@@ -92,9 +95,15 @@ fn main() {
     println!("best bare batch size {bs}: bare {b:.2} img/s, stage {s:.2} img/s, ratio {:.3} (target >= 0.9)", s / b);
 }
 
-fn req(stream: &str, seq: u64, image: RgbImage) -> EncodeRequest {
-    EncodeRequest {
-        frame: Keyframe { stream_id: stream.into(), seq, pts_ms: seq * 1000, captured_at: SystemTime::now(), image, phash: 0 },
-        text: None,
+fn req(stream: &str, seq: u64, image: RgbImage) -> Keyframe {
+    Keyframe { stream_id: stream.into(), generation: 0, seq, pts_ms: seq * 1000, captured_at: SystemTime::now(), image, phash: 0 }
+}
+
+/// The next embedding, past any stream's end marker.
+fn next_embedding(out: &crossbeam_channel::Receiver<EncodedMsg>) {
+    loop {
+        if let Flow::Item(_) = out.recv().expect("result") {
+            return;
+        }
     }
 }

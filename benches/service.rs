@@ -151,7 +151,7 @@ fn main() {
     print_cpu_breakdown(&cpu_start, &thread_cpu(), process_cpu_secs() - process_cpu_start);
 
     drop(publishers);
-    runtime.block_on(service.shutdown());
+    runtime.block_on(service.shutdown(tokio::time::Instant::now() + Duration::from_secs(20)));
     drop(consumer);
     if let Ok(p) = Arc::try_unwrap(publisher) {
         let report = p.shutdown(Duration::from_secs(10));
@@ -172,13 +172,12 @@ fn keep_publishing(publishers: &mut [(String, Proc)], scene: &std::path::Path, d
     }
 }
 
-/// (keyframes accepted by ingest, keyframes dropped: in ingest, at the encoder's full queue, or expired
-/// in it) over all streams.
+/// (keyframes accepted by ingest, keyframes dropped: at the stream's full encoder queue, or expired in
+/// it) over all streams.
 fn totals(service: &Service) -> (u64, u64) {
     let infos = service.stream_infos();
     let kf = infos.iter().map(|i| i.stats.keyframes).sum();
     let dropped = infos.iter().map(|i| i.stats.dropped).sum::<u64>()
-        + service.encoder_dropped.load(std::sync::atomic::Ordering::Relaxed)
         + service.encoder_metrics.expired.load(std::sync::atomic::Ordering::Relaxed);
     (kf, dropped)
 }

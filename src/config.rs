@@ -19,6 +19,30 @@ fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Serde form of a duration setting: a humantime string (`"10s"`, `"1m 30s"`, `"250ms"`) or a number of
+/// seconds. Negative, infinite and NaN values are refused with the rule.
+pub mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Secs(f64),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Text(t) => humantime::parse_duration(t.trim())
+                .map_err(|e| D::Error::custom(format!("'{t}' is not a duration ({e}); write e.g. \"10s\" or \"250ms\""))),
+            Raw::Secs(s) => Duration::try_from_secs_f64(s)
+                .map_err(|_| D::Error::custom(format!("{s} is not a duration: seconds must be finite and >= 0"))),
+        }
+    }
+}
+
 /// How sampled keyframes are fitted to the encoder's square-ish input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]

@@ -8,10 +8,55 @@ use serde::Serialize;
 /// Identifies one ingested stream; cheap to clone into every message.
 pub type StreamId = Arc<str>;
 
+/// One session of a stream: its id and a generation the service counts up each time that id is added.
+/// Everything downstream of ingest (encoder queues, tracker state, episodes) is keyed by it, so a stream
+/// removed and added again under the same id can never close, or be fed by, the other session.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    pub id: StreamId,
+    pub generation: u64,
+}
+
+impl StreamKey {
+    pub fn new(id: impl Into<StreamId>, generation: u64) -> Self {
+        StreamKey { id: id.into(), generation }
+    }
+}
+
+/// A first session (generation 0), as tests and one-off commands use.
+impl From<&str> for StreamKey {
+    fn from(id: &str) -> Self {
+        StreamKey::new(id, 0)
+    }
+}
+
+impl From<String> for StreamKey {
+    fn from(id: String) -> Self {
+        StreamKey::new(id, 0)
+    }
+}
+
+impl std::fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.id, self.generation)
+    }
+}
+
+/// What every stage after ingest sends on: a stream's items, then exactly one `End` behind its last one.
+/// Sent with a blocking send on a channel the next stage always drains, so it cannot be lost; a consumer
+/// frees the stream's state on it without racing items still in flight.
+#[derive(Debug, Clone)]
+pub enum Flow<T> {
+    Item(T),
+    End(StreamKey),
+}
+
 /// A sampled keyframe, already scaled to the encoder's input size (RGB, 8 bits per channel).
 #[derive(Debug, Clone)]
 pub struct Keyframe {
     pub stream_id: StreamId,
+    /// Session of the stream (see [`StreamKey`]).
+    pub generation: u64,
     /// Sequence number of accepted keyframes within the stream, from 0.
     pub seq: u64,
     /// Presentation time on the stream clock (milliseconds since the stream was first started; it keeps
@@ -24,19 +69,18 @@ pub struct Keyframe {
     pub phash: u64,
 }
 
-/// What the keyframe channel carries: a stream's frames, then one `End` once its pipeline is gone for
-/// good (stopped, failed, end of file). It travels behind the stream's last frame, so a consumer can free
-/// per-stream state without racing frames still in the channel.
-#[derive(Debug, Clone)]
-pub enum VideoMsg {
-    Keyframe(Keyframe),
-    End(StreamId),
+impl Keyframe {
+    pub fn key(&self) -> StreamKey {
+        StreamKey { id: self.stream_id.clone(), generation: self.generation }
+    }
 }
 
 /// Mono 16 kHz f32 speech audio on the same stream clock as the keyframes.
 #[derive(Debug, Clone)]
 pub struct AudioChunk {
     pub stream_id: StreamId,
+    /// Session of the stream (see [`StreamKey`]).
+    pub generation: u64,
     /// Stream-clock time of the first sample.
     pub pts_ms: u64,
     pub sample_rate: u32,

@@ -264,13 +264,14 @@ fn overload_drops_and_counts_utterances_instead_of_queueing_them() {
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
     let (tx, rx) = crossbeam_channel::bounded::<AudioChunk>(16);
-    let stage = AsrStage::start(&cfg, rx, move |t| sink.lock().unwrap().push(t))
+    let stage = AsrStage::start(&cfg, rx, move |t| sink.lock().unwrap().push(t), &Default::default())
         .expect("ASR models (run scripts/setup.sh)");
     let metrics = stage.metrics.clone();
     let started = std::time::Instant::now();
     for (i, chunk) in talk.chunks(8000).enumerate() {
         for s in 0..6 {
             let c = AudioChunk {
+                generation: 0,
                 stream_id: format!("s{s}").into(),
                 pts_ms: i as u64 * 500,
                 sample_rate: 16_000,

@@ -9,10 +9,10 @@ use std::time::Duration;
 use crossbeam_channel::Receiver;
 use livesku::config::IngestConfig;
 use livesku::ingest::{self, Outputs, Source, StatsSnapshot};
-use livesku::messages::{StreamState, VideoMsg};
+use livesku::messages::{Keyframe, StreamState};
 
 /// Runs one stream with channels of capacity 2; `consume` sees the keyframe receiver while it runs.
-fn run_stream(uri: &str, secs: u64, consume: impl FnOnce(&Receiver<VideoMsg>)) -> StatsSnapshot {
+fn run_stream(uri: &str, secs: u64, consume: impl FnOnce(&Receiver<Keyframe>)) -> StatsSnapshot {
     let cfg = Arc::new(IngestConfig { max_rate_hz: 0.0, dedup_max_distance: 0, ..IngestConfig::default() });
     let (kf_tx, kf_rx) = crossbeam_channel::bounded(2);
     let (audio_tx, _audio_rx) = crossbeam_channel::bounded(2);
@@ -20,7 +20,7 @@ fn run_stream(uri: &str, secs: u64, consume: impl FnOnce(&Receiver<VideoMsg>)) -
     let rt = tokio::runtime::Runtime::new().unwrap();
     let source = Source::parse(uri).unwrap();
     let handle = rt.block_on(async {
-        ingest::spawn("s".into(), source, cfg, Outputs { keyframes: kf_tx, audio: audio_tx }, status_tx)
+        ingest::spawn("s".into(), source, cfg, Outputs { keyframes: kf_tx, audio: audio_tx, preview: None }, status_tx)
     });
     let stats = handle.stats.clone();
     std::thread::sleep(Duration::from_secs(secs));
@@ -54,8 +54,7 @@ fn file_waits_for_a_slow_consumer_and_loses_nothing() {
     let mut got = Vec::new();
     let stats = run_stream(file.to_str().unwrap(), 1, |rx| {
         // Read slowly until the file is done.
-        while let Ok(msg) = rx.recv_timeout(Duration::from_secs(3)) {
-            let VideoMsg::Keyframe(kf) = msg else { break };
+        while let Ok(kf) = rx.recv_timeout(Duration::from_secs(3)) {
             got.push(kf.pts_ms);
             std::thread::sleep(Duration::from_millis(100));
         }

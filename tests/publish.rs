@@ -27,6 +27,7 @@ fn scripted(streams: &[&str]) -> Vec<DetectionEvent> {
             let score = 0.7 + 0.01 * (seq % 12) as f32;
             let o = Observation {
                 stream_id: (*s).into(),
+                generation: 0,
                 seq,
                 pts_ms: seq * 1000,
                 captured_at: SystemTime::now(),

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::auth::Authorized;
 use super::{ApiError, State};
 use crate::gallery::build::IMAGE_PATH_KEY;
-use crate::service::catalog::CatalogError;
+use crate::gallery::admin::CatalogError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

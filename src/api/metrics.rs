@@ -1,6 +1,8 @@
-//! `/metrics`: OpenMetrics text (Prometheus scrapes it). Stage counters live where they are counted (ingest
-//! stats, batcher, publisher); a [`Collector`] reads them at scrape time, so a removed stream's series
-//! simply disappear. Reference: docs/metrics.md.
+//! `/metrics`: OpenMetrics text (Prometheus scrapes it). Each stage owns its counters: the matcher's are
+//! `prometheus-client` metrics registered here as they are; the others (ingest stats, batcher, speech,
+//! publisher) are atomics a [`Collector`] reads at scrape time, so a removed stream's series simply
+//! disappear. Whatever a stage throws away is counted in one family, `livesku_discarded_total{stage,
+//! reason}`. Reference: docs/metrics.md (a test checks it against this output).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -9,12 +11,11 @@ use axum::extract::State as S;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::{ApiError, ApiState, State};
-use crate::encode::metrics::Log2Histogram;
 use crate::messages::StreamState;
 
 const STATES: [(StreamState, &str); 5] = [
@@ -31,13 +32,26 @@ pub async fn metrics(S(state): S<State>) -> Result<impl IntoResponse, ApiError> 
 }
 
 pub fn render(state: &Arc<ApiState>) -> Result<String, std::fmt::Error> {
-    let m = &state.service.metrics;
+    let m = &state.service.match_metrics;
     let mut reg = Registry::with_prefix("livesku");
     reg.register("search_seconds", "Gallery search time per keyframe", m.search_seconds.clone());
     reg.register(
         "event_latency_seconds",
         "Keyframe captured (left the decoder) to its detection event handed to the sink",
         m.e2e_emitted_seconds.clone(),
+    );
+    reg.register("events", "Detection events handed to the sink", m.events.clone());
+    let enc = &state.service.encoder_metrics;
+    reg.register("encoder_batch_size", "Frames per encoder batch", enc.batch_size.clone());
+    reg.register(
+        "encoder_queue_wait_seconds",
+        "Capture (the frame left the decoder) to start of inference, per frame",
+        enc.queue_wait_seconds.clone(),
+    );
+    reg.register(
+        "keyframes_abstained",
+        "Keyframes that matched no product (an empty-set reference scored higher)",
+        m.abstained.clone(),
     );
     reg.register_collector(Box::new(Live(state.clone())));
     let mut out = String::new();
@@ -62,35 +76,6 @@ fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, v: i64) -> std::fmt:
     e.encode_descriptor(name, help, None, MetricType::Gauge)?.encode_gauge(&v)
 }
 
-/// A log2 histogram as a Prometheus one with fixed bounds 2^lo..2^hi (times `scale`), so the bucket set
-/// is the same on every scrape.
-fn log2_histogram(
-    e: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    h: &Log2Histogram,
-    (lo, hi): (u32, u32),
-    scale: f64,
-) -> std::fmt::Result {
-    let raw = h.buckets();
-    let mut buckets: Vec<(f64, u64)> = Vec::new();
-    let mut taken = 0;
-    for i in lo..=hi {
-        let upper = 1u64 << i;
-        let upto: u64 = raw.iter().filter(|(u, _)| *u <= upper).map(|(_, n)| n).sum();
-        buckets.push((upper as f64 * scale, upto - taken));
-        taken = upto;
-    }
-    buckets.push((f64::INFINITY, h.count().saturating_sub(taken)));
-    let sum = h.mean() * h.count() as f64 * scale;
-    e.encode_descriptor(name, help, None, MetricType::Histogram)?.encode_histogram::<NoLabelSet>(
-        sum,
-        h.count(),
-        &buckets,
-        None,
-    )
-}
-
 impl Collector for Live {
     fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
         let svc = &self.0.service;
@@ -102,7 +87,7 @@ impl Collector for Live {
             ("stream_duplicates_skipped", "Keyframes skipped as near-duplicates (pHash)", |s| {
                 s.duplicates_skipped
             }),
-            ("stream_dropped", "Keyframes dropped at ingest: channel to the encoder full", |s| s.dropped),
+            ("stream_dropped", "Keyframes dropped at ingest: the stream's encoder queue was full", |s| s.dropped),
             ("stream_reconnects", "Reconnect attempts", |s| s.reconnects),
             ("stream_audio_dropped", "Audio chunks dropped: channel to ASR full", |s| s.audio_dropped),
         ];
@@ -133,35 +118,6 @@ impl Collector for Live {
         }
 
         let enc = &svc.encoder_metrics;
-        log2_histogram(
-            &mut e,
-            "encoder_batch_size",
-            "Frames per encoder batch",
-            &enc.batch_size,
-            (0, 8),
-            1.0,
-        )?;
-        log2_histogram(
-            &mut e,
-            "encoder_queue_wait_seconds",
-            "Submit to start of inference, per frame",
-            &enc.queue_wait_us,
-            (9, 24),
-            1e-6,
-        )?;
-        counter(&mut e, "encoder_failed", "Frames that failed to encode", enc.failed.load(Relaxed))?;
-        counter(
-            &mut e,
-            "encoder_expired",
-            "Live keyframes dropped after waiting longer than encoder.live_max_age_ms",
-            enc.expired.load(Relaxed),
-        )?;
-        counter(
-            &mut e,
-            "encoder_dropped",
-            "Keyframes dropped before the encoder: a live stream's queue was full",
-            svc.encoder_dropped.load(Relaxed),
-        )?;
         gauge(
             &mut e,
             "encoder_open_queues",
@@ -170,15 +126,32 @@ impl Collector for Live {
         )?;
         gauge(&mut e, "gallery_products", "Products in the gallery", svc.gallery.products() as i64)?;
 
-        let mut m =
-            e.encode_descriptor("events", "Detection events handed to the sink", None, MetricType::Counter)?;
-        let sm = &svc.metrics;
-        for (t, c) in [
-            ("product.appeared", &sm.events_appeared),
-            ("product.updated", &sm.events_updated),
-            ("product.disappeared", &sm.events_disappeared),
-        ] {
-            m.encode_family(&[("type", t)])?.encode_counter::<NoLabelSet, _, u64>(&c.load(Relaxed), None)?;
+        let sum = |f: fn(&crate::ingest::StatsSnapshot) -> u64| streams.iter().map(|s| f(&s.stats)).sum::<u64>();
+        let mut discarded: Vec<(&str, &str, u64)> = vec![
+            ("ingest", "queue_full", sum(|s| s.dropped)),
+            ("ingest", "near_duplicate", sum(|s| s.duplicates_skipped)),
+            ("ingest", "audio_queue_full", sum(|s| s.audio_dropped)),
+            ("encoder", "expired", enc.expired.load(Relaxed)),
+            ("encoder", "failed", enc.failed.load(Relaxed)),
+        ];
+        if let Some(asr) = &svc.asr_metrics {
+            let a = asr.snapshot();
+            discarded.push(("asr", "queue_full", a.dropped));
+            discarded.push(("asr", "rejected", a.rejected));
+        }
+        if let Some(p) = &self.0.publish {
+            let p = p.snapshot();
+            discarded.push(("publish", "bound", p.dropped));
+            discarded.push(("publish", "failed", p.failed));
+        }
+        let mut m = e.encode_descriptor(
+            "discarded",
+            "Work a stage threw away, by stage and reason (removed streams' ingest counts leave with them)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (stage, reason, n) in discarded {
+            m.encode_family(&[("stage", stage), ("reason", reason)])?.encode_counter::<NoLabelSet, _, u64>(&n, None)?;
         }
 
         if let Some(asr) = &svc.asr_metrics {
@@ -193,13 +166,6 @@ impl Collector for Live {
             )?;
             counter(&mut e, "asr_utterances", "Utterances cut by the VAD", a.utterances)?;
             counter(&mut e, "asr_transcribed", "Utterances transcribed", a.transcribed)?;
-            counter(
-                &mut e,
-                "asr_rejected",
-                "Transcripts discarded (empty or below min_confidence)",
-                a.rejected,
-            )?;
-            counter(&mut e, "asr_dropped", "Utterances dropped: workers busy and queue full", a.dropped)?;
             let secs = |ms: u64| ms as f64 / 1000.0;
             let mut m = e.encode_descriptor(
                 "asr_audio_seconds",
@@ -229,8 +195,6 @@ impl Collector for Live {
                 "Events acknowledged by Kafka (or written by stdout/file)",
                 p.delivered,
             )?;
-            counter(&mut e, "publish_failed", "Events given up on (timeout, permanent error)", p.failed)?;
-            counter(&mut e, "publish_dropped", "Events dropped by the bound policy", p.dropped)?;
             gauge(
                 &mut e,
                 "publish_buffered_events",
@@ -241,7 +205,3 @@ impl Collector for Live {
         Ok(())
     }
 }
-
-// Keeps the trait import used for `encode_*` on metric handles in future edits.
-#[allow(dead_code)]
-fn _uses(_: &dyn EncodeMetric) {}

@@ -12,6 +12,7 @@
 //! | `GET /`, `GET /api/board`, `GET /api/events`, `GET /streams/{id}/frame.jpg` | dashboard, its snapshot, SSE updates, latest keyframe |
 
 mod auth;
+pub mod board;
 mod dashboard;
 mod error;
 mod gallery;

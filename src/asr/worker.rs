@@ -86,10 +86,12 @@ pub struct AsrStage {
 impl AsrStage {
     /// Loads the models (failing loudly when a file is missing) and starts the threads. Runs until
     /// `audio` closes; then open utterances are flushed and transcribed before the threads end.
+    /// The threads are supervised stages (`asr-N`, `vad`): a panic fails `health` (see [`crate::stage`]).
     pub fn start(
         cfg: &AsrConfig,
         audio: Receiver<AudioChunk>,
         on_transcript: impl Fn(Transcript) + Send + Sync + 'static,
+        health: &crate::stage::Health,
     ) -> Result<Self, AsrError> {
         let dir = cfg.model_dir();
         let opts = SessionOptions { provider: Provider::Cpu, intra_threads: cfg.intra_threads };
@@ -102,19 +104,17 @@ impl AsrStage {
             let mut model = Moonshine::open(&dir.join("base-en"), opts, cfg.max_tokens_per_sec)?;
             let (rx, m, out) = (job_rx.clone(), metrics.clone(), on_transcript.clone());
             let min_conf = cfg.min_confidence;
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("livesku-asr-{i}"))
-                    .spawn(move || transcribe_loop(&mut model, rx, &m, min_conf, &*out))?,
-            );
+            threads.push(crate::stage::spawn(health, &format!("asr-{i}"), move || {
+                transcribe_loop(&mut model, rx, &m, min_conf, &*out);
+                Ok(())
+            })?);
         }
         let (vcfg, m) = (cfg.vad.clone(), metrics.clone());
         let mut vad = vad;
-        threads.push(
-            std::thread::Builder::new()
-                .name("livesku-vad".into())
-                .spawn(move || segment_loop(&mut vad, &vcfg, audio, job_tx, &m))?,
-        );
+        threads.push(crate::stage::spawn(health, "vad", move || {
+            segment_loop(&mut vad, &vcfg, audio, job_tx, &m);
+            Ok(())
+        })?);
         Ok(AsrStage { threads, metrics })
     }
 
@@ -125,10 +125,9 @@ impl AsrStage {
 
     /// Waits for every thread (call after the audio senders are gone).
     pub fn join(self) {
+        // A panic has been reported by the stage wrapper.
         for t in self.threads {
-            if t.join().is_err() {
-                tracing::error!("an ASR thread panicked");
-            }
+            let _ = t.join();
         }
     }
 }

@@ -41,8 +41,8 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     max_messages: Option<u64>,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
-    duration: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = super::until::parse_duration)]
+    duration: Option<Duration>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -87,7 +87,7 @@ fn consumer(kafka: &KafkaConfig, args: &Args) -> anyhow::Result<StreamConsumer> 
 }
 
 async fn receive(consumer: &StreamConsumer, args: &Args) -> anyhow::Result<u64> {
-    let deadline = args.duration.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s));
+    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut received = 0u64;
     while args.max_messages.is_none_or(|max| received < max) {

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::config::{AspectPolicy, DecodeMode, IngestConfig};
 use crate::ingest::{self, Outputs, Source, StreamHandle, unix_ms};
-use crate::messages::{AudioChunk, Keyframe, StatusChange, StreamState, VideoMsg};
+use crate::messages::{AudioChunk, Keyframe, StatusChange, StreamKey, StreamState};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,8 +21,8 @@ pub struct Args {
     #[arg(required = true, value_name = "URI")]
     uris: Vec<String>,
     /// Stop after this many seconds (default: when every source has ended).
-    #[arg(long, value_name = "SECS")]
-    duration: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = super::until::parse_duration)]
+    duration: Option<Duration>,
     /// Also write each sampled keyframe as `<stream>-<seq>.png` into this directory.
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
@@ -96,16 +96,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let handles: Vec<StreamHandle> = runtime.block_on(async {
-        let outputs = Outputs {
-            keyframes: kf_tx,
-            audio: audio_tx,
-        };
+        // One channel for all streams: the printer is their only consumer.
+        let outputs = Outputs { keyframes: kf_tx, audio: audio_tx, preview: None };
         unique_ids(&sources)
             .into_iter()
             .zip(sources)
             .map(|(id, src)| {
                 ingest::spawn(
-                    id.into(),
+                    StreamKey::new(id, 0),
                     src,
                     cfg.clone(),
                     outputs.clone(),
@@ -144,26 +142,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// Waits for every stream to end, the duration to pass, or Ctrl-C; then stops and joins them.
 async fn supervise(
     handles: Vec<StreamHandle>,
-    duration: Option<f64>,
+    duration: Option<Duration>,
 ) -> Vec<(String, ingest::StatsSnapshot)> {
-    let deadline =
-        duration.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
-    loop {
-        if handles.iter().all(StreamHandle::is_finished) {
-            break;
-        }
-        let tick = tokio::time::sleep(Duration::from_millis(100));
-        tokio::select! {
-            _ = tick => {}
-            _ = tokio::signal::ctrl_c() => break,
-        }
-        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-            break;
-        }
-    }
+    super::until::until(duration, || handles.iter().all(StreamHandle::is_finished)).await;
+    handles.iter().for_each(StreamHandle::stop);
     let mut stats = Vec::new();
     for h in handles {
-        h.stop();
         let (id, st) = (h.id.to_string(), h.stats.clone());
         h.wait().await;
         stats.push((id, st.snapshot()));
@@ -187,7 +171,7 @@ fn unique_ids(sources: &[Source]) -> Vec<String> {
 }
 
 fn print_events(
-    keyframes: Receiver<VideoMsg>,
+    keyframes: Receiver<Keyframe>,
     audio: Receiver<AudioChunk>,
     status: Receiver<StatusChange>,
     out_dir: Option<&Path>,
@@ -199,8 +183,7 @@ fn print_events(
     while open > 0 {
         let line = select! {
             recv(keyframes) -> m => match m {
-                Ok(VideoMsg::Keyframe(kf)) => keyframe_line(&kf, out_dir),
-                Ok(VideoMsg::End(_)) => continue,
+                Ok(kf) => keyframe_line(&kf, out_dir),
                 Err(_) => { keyframes = crossbeam_channel::never(); open -= 1; continue }
             },
             recv(audio) -> m => match m {

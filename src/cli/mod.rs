@@ -9,6 +9,7 @@ pub mod run;
 pub mod train;
 pub mod transcribe;
 mod serve;
+mod until;
 
 /// Logs go to stderr (stdout carries JSON lines), filtered by `RUST_LOG` (default `warn,livesku=info`).
 pub fn init_tracing() {

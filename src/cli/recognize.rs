@@ -25,8 +25,8 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     topic: Option<String>,
     /// Stop after this many seconds (default: when the source ends).
-    #[arg(long, value_name = "SECS")]
-    duration: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = super::until::parse_duration)]
+    duration: Option<Duration>,
     /// Model directory [default: the config's `[encoder] model_dir`, else $LIVESKU_CACHE/models/default]
     #[arg(long, value_name = "DIR", env = "LIVESKU_MODEL_DIR")]
     model: Option<PathBuf>,
@@ -48,5 +48,5 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // A one-off command reports a source it cannot reach instead of waiting for it.
     cfg.ingest.fail_fast = true;
     apply_sink(&mut cfg, Some(args.sink), args.brokers, args.topic);
-    serve(cfg, args.duration.map(Duration::from_secs_f64), true)
+    serve(cfg, args.duration, true)
 }

@@ -11,6 +11,7 @@ use crate::api::ApiServer;
 use crate::event::DetectionEvent;
 use crate::messages::StreamState;
 use crate::publish::{Publisher, SinkKind};
+use super::until::{Stop, until};
 use crate::service::{Service, ServiceConfig};
 
 /// Where detection events go (`--sink`); the rest of the sink settings come from `[publish]`.
@@ -38,6 +39,7 @@ pub fn apply_sink(cfg: &mut ServiceConfig, sink: Option<SinkChoice>, brokers: Op
 }
 
 /// `until_sources_end`: stop when every stream has ended (`recognize`); otherwise run until a signal (`run`).
+/// Either way a failed pipeline stage stops the service, and the command exits non-zero naming it.
 pub fn serve(cfg: ServiceConfig, duration: Option<Duration>, until_sources_end: bool) -> anyhow::Result<ExitCode> {
     cfg.validate().context("invalid settings")?;
     let publisher = Arc::new(Publisher::start(&cfg.publish).context("cannot start the event sink")?);
@@ -62,26 +64,37 @@ pub fn serve(cfg: ServiceConfig, duration: Option<Duration>, until_sources_end: 
         }
         false => None,
     };
-    let stats = runtime.block_on(async move {
-        wait_for_end(&service, duration, until_sources_end).await;
-        // Stop taking requests first: nothing may add a stream while the stages drain.
-        if let Some(api) = api {
-            api.stop().await;
+    let bound = cfg.shutdown_timeout;
+    let flush_budget = publisher.flush_timeout().min(bound / 2);
+    let (stats, deadline) = runtime.block_on(async {
+        let health = service.health.clone();
+        let stop = until(duration, || !health.is_healthy() || (until_sources_end && service.all_streams_ended())).await;
+        if let Stop::Signal(name) = stop {
+            tracing::info!("{name}: shutting down");
         }
-        service.shutdown().await
+        let deadline = tokio::time::Instant::now() + bound;
+        // Streams and stages first, the API meanwhile answering `/readyz` 503; the sink gets the rest.
+        let stats = service.shutdown(deadline - flush_budget).await;
+        if let Some(api) = api
+            && tokio::time::timeout_at(deadline - flush_budget, api.stop()).await.is_err()
+        {
+            tracing::warn!("shutdown: API requests still in flight at the deadline");
+        }
+        (stats, deadline)
     });
     drop(guard);
-    drop(runtime);
-    // The matcher thread (holding the other reference) has ended with the service.
-    if let Ok(publisher) = Arc::try_unwrap(publisher) {
-        let timeout = publisher.flush_timeout();
-        let report = publisher.shutdown(timeout);
-        if report.undelivered > 0 {
-            tracing::error!(undelivered = report.undelivered, "events not delivered before the flush timeout");
-        }
-        tracing::info!(metrics = ?report.metrics, "event sink closed");
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    let report = publisher.shutdown(left);
+    if report.undelivered > 0 {
+        tracing::error!(undelivered = report.undelivered, "events not delivered before the flush timeout");
     }
+    tracing::info!(metrics = ?report.metrics, "event sink closed");
+    // Whatever still runs past the bound (a stuck stage) is abandoned, not waited for.
+    runtime.shutdown_timeout(Duration::from_millis(100));
 
+    if let Some(failure) = service.health.failure() {
+        bail!("{failure}: see the log above; the service stopped");
+    }
     let failed: Vec<String> = stats
         .iter()
         .filter(|(_, s)| s.state == StreamState::Failed)
@@ -91,21 +104,4 @@ pub fn serve(cfg: ServiceConfig, duration: Option<Duration>, until_sources_end: 
         bail!("{}", failed.join("; "));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-async fn wait_for_end(service: &Service, duration: Option<Duration>, until_sources_end: bool) {
-    let deadline = duration.map(|d| tokio::time::Instant::now() + d);
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    loop {
-        if (until_sources_end && service.all_streams_ended()) || deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            _ = tokio::signal::ctrl_c() => return tracing::info!("SIGINT: shutting down"),
-            _ = async { match sigterm.as_mut() { Some(s) => { s.recv().await; } None => std::future::pending().await } } => {
-                return tracing::info!("SIGTERM: shutting down");
-            }
-        }
-    }
 }

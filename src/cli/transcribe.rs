@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::asr::{AsrConfig, AsrStage};
 use crate::config::IngestConfig;
 use crate::ingest::{self, Outputs, Source, StreamHandle};
-use crate::messages::StreamState;
+use crate::messages::{StreamKey, StreamState};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,8 +21,8 @@ pub struct Args {
     #[arg(value_name = "URI")]
     uri: String,
     /// Stop after this many seconds (default: when the source ends).
-    #[arg(long, value_name = "SECS")]
-    duration: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = super::until::parse_duration)]
+    duration: Option<Duration>,
     /// Directory with base-en/ and silero_vad.onnx (default: the model cache, see models/asr.sh).
     #[arg(long, value_name = "DIR")]
     model_dir: Option<PathBuf>,
@@ -56,22 +56,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         kf_rx.iter().for_each(drop);
         status_rx.iter().for_each(drop);
     });
+    let health = crate::stage::Health::default();
     let asr = AsrStage::start(&asr_cfg, audio_rx, |t| {
         let line = json!({"stream_id": &*t.stream_id, "start_ms": t.start_ms, "end_ms": t.end_ms,
                           "text": t.text, "confidence": t.confidence});
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}").and_then(|_| out.flush());
-    })
+    }, &health)
     .context("cannot start speech recognition")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let id = source.default_id();
     let handle = runtime.block_on(async {
         ingest::spawn(
-            id.into(),
+            StreamKey::new(id, 0),
             source,
             cfg.clone(),
-            Outputs { keyframes: kf_tx, audio: audio_tx },
+            Outputs { keyframes: kf_tx, audio: audio_tx, preview: None },
             status_tx,
         )
     });
@@ -82,6 +83,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     asr.join();
     let _ = drain.join();
     tracing::info!(counters = ?metrics.snapshot(), "transcription finished");
+    if let Some(failure) = health.failure() {
+        bail!("{failure}");
+    }
     if snap.state == StreamState::Failed {
         bail!("stream failed: {}", snap.last_error.as_deref().unwrap_or("unknown error"));
     }
@@ -89,17 +93,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Waits for the stream to end, the duration to pass, or Ctrl-C; then stops it.
-async fn supervise(handle: StreamHandle, duration: Option<f64>) -> ingest::StatsSnapshot {
-    let deadline = duration.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
-    while !handle.is_finished() {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-            _ = tokio::signal::ctrl_c() => break,
-        }
-        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-            break;
-        }
-    }
+async fn supervise(handle: StreamHandle, duration: Option<Duration>) -> ingest::StatsSnapshot {
+    super::until::until(duration, || handle.is_finished()).await;
     handle.stop();
     let stats = handle.stats.clone();
     handle.wait().await;

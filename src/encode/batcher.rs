@@ -1,12 +1,13 @@
-//! Dynamic batcher shared by all streams. Each stream submits into its own bounded queue; one worker
-//! thread fills batches round-robin over the queues (one frame per stream per pass, so a busy stream
-//! cannot starve a quiet one), flushes when the batch is full or its oldest frame has waited `max_wait`,
-//! and sends every embedding out together with the frame it came from. When a stream's queue is closed
-//! and drained, its id goes out on [`Batcher::ended`] after the last of its embeddings.
+//! The encode stage: a dynamic batcher shared by all streams. Each stream has its own bounded queue (the
+//! keyframe channel ingest delivers into); one worker thread fills batches round-robin over the queues
+//! (one frame per stream per pass, so a busy stream cannot starve a quiet one and a file waiting on its
+//! full queue holds up nobody else), flushes when the batch is full or its oldest frame has waited
+//! `max_wait`, and sends every embedding out together with the frame it came from. A queue's close is
+//! its stream's end: once drained, `Flow::End` goes out behind the stream's last embedding.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError, bounded, unbounded};
 use image::RgbImage;
@@ -14,7 +15,8 @@ use image::RgbImage;
 use super::error::EncodeError;
 use super::metrics::BatcherMetrics;
 use super::model::{Encoder, Side};
-use crate::messages::{Keyframe, StreamId};
+use crate::messages::{Flow, Keyframe, StreamKey};
+use crate::stage::{self, Health};
 
 /// What the batcher runs: one query vector per image, in order.
 pub trait BatchEncode: Send + 'static {
@@ -37,22 +39,22 @@ impl BatchEncode for Encoder {
     }
 }
 
-/// A keyframe to embed, with the text heard or read around it, if any.
-#[derive(Debug, Clone)]
-pub struct EncodeRequest {
-    pub frame: Keyframe,
-    pub text: Option<String>,
-}
+/// Gives the text heard (or read) on a stream before a keyframe's pts, fused by the text tower. Asked when
+/// the frame's turn comes, so speech transcribed while it queued still counts.
+pub type Tagger = Box<dyn Fn(&StreamKey, u64) -> Option<String> + Send>;
 
-/// The result for one request: the frame itself travels back with its embedding.
+/// The result for one keyframe: the frame itself travels on with its embedding.
 #[derive(Debug, Clone)]
 pub struct Embedded {
     pub frame: Keyframe,
     pub text: Option<String>,
     pub embedding: Vec<f32>,
-    /// Time between submit and the start of inference.
+    /// Time between the frame's capture (it left the decoder) and the start of inference.
     pub waited: Duration,
 }
+
+/// What the encode stage sends on: embeddings, and each stream's end behind its last one.
+pub type EncodedMsg = Flow<Embedded>;
 
 #[derive(Debug, Clone, Copy)]
 pub struct BatcherConfig {
@@ -74,59 +76,63 @@ impl From<&super::config::EncoderConfig> for BatcherConfig {
     }
 }
 
+/// A frame taken from its queue, with its speech tag.
 struct Pending {
-    req: EncodeRequest,
+    frame: Keyframe,
+    text: Option<String>,
+    /// When it was taken: `max_wait` counts from here.
     at: Instant,
 }
 
 struct Queue {
-    stream: StreamId,
-    rx: Receiver<Pending>,
+    stream: StreamKey,
+    rx: Receiver<Keyframe>,
     closed: bool,
-    /// Live streams: frames older than this when their turn comes are dropped (counted in `expired`).
+    /// Live streams: frames captured longer ago than this when their turn comes are dropped (counted in
+    /// `expired`). Measured from `captured_at`, so time spent anywhere since the decoder counts.
     max_age: Option<Duration>,
 }
 
 pub struct Batcher {
     control: Sender<Queue>,
-    ended: Receiver<StreamId>,
     cfg: BatcherConfig,
     metrics: Arc<BatcherMetrics>,
     worker: JoinHandle<()>,
 }
 
-/// A stream's handle for submitting frames. Dropping it closes the stream's queue (after it drains).
+/// A stream's queue, for callers that submit frames themselves (tests, benches). Dropping it closes the
+/// queue: the stream's `End` follows its last embedding.
 pub struct StreamSender {
-    stream: StreamId,
-    tx: Sender<Pending>,
+    stream: StreamKey,
+    tx: Sender<Keyframe>,
 }
 
 impl StreamSender {
-    /// Submits a frame, blocking while this stream's queue is full (back-pressure towards ingest).
-    pub fn send(&self, req: EncodeRequest) -> Result<(), EncodeError> {
-        self.tx.send(Pending { req, at: Instant::now() }).map_err(|_| EncodeError::Stopped)
+    /// Submits a frame, blocking while this stream's queue is full (back-pressure towards the caller).
+    pub fn send(&self, frame: Keyframe) -> Result<(), EncodeError> {
+        self.tx.send(frame).map_err(|_| EncodeError::Stopped)
     }
 
     /// Submits a frame unless the queue is full; the frame comes back in the error (hence its size).
     #[allow(clippy::result_large_err)]
-    pub fn try_send(&self, req: EncodeRequest) -> Result<(), TrySendError<EncodeRequest>> {
-        self.tx.try_send(Pending { req, at: Instant::now() }).map_err(|e| match e {
-            TrySendError::Full(p) => TrySendError::Full(p.req),
-            TrySendError::Disconnected(p) => TrySendError::Disconnected(p.req),
-        })
+    pub fn try_send(&self, frame: Keyframe) -> Result<(), TrySendError<Keyframe>> {
+        self.tx.try_send(frame)
     }
 
-    pub fn stream_id(&self) -> &StreamId {
+    pub fn stream(&self) -> &StreamKey {
         &self.stream
     }
 }
 
 impl Batcher {
-    /// Starts the worker thread; embeddings come out of the returned receiver.
+    /// Starts the worker thread (a supervised stage, see [`crate::stage`]); embeddings and stream ends
+    /// come out of the returned receiver. `tag` gives each frame its speech text (`None`: no text).
     pub fn start<E: BatchEncode>(
         encoder: E,
         cfg: BatcherConfig,
-    ) -> std::io::Result<(Batcher, Receiver<Embedded>)> {
+        tag: Option<Tagger>,
+        health: &Health,
+    ) -> std::io::Result<(Batcher, Receiver<EncodedMsg>)> {
         let cfg = BatcherConfig {
             max_batch: cfg.max_batch.max(1),
             queue_per_stream: cfg.queue_per_stream.max(1),
@@ -134,50 +140,59 @@ impl Batcher {
         };
         let (control, control_rx) = unbounded();
         let (out_tx, out_rx) = bounded(cfg.output_capacity.max(1));
-        let (ended_tx, ended_rx) = unbounded();
         let metrics = Arc::new(BatcherMetrics::default());
         let m = metrics.clone();
-        let worker = std::thread::Builder::new().name("livesku-encoder".into()).spawn(move || {
+        let worker = stage::spawn(health, "encoder", move || {
             Worker {
                 encoder,
                 cfg,
+                tag: tag.unwrap_or_else(|| Box::new(|_, _| None)),
                 control: control_rx,
                 control_open: true,
                 streams: Vec::new(),
                 cursor: 0,
                 out: out_tx,
-                ended: ended_tx,
                 ended_pending: Vec::new(),
                 metrics: m,
             }
             .run()
         })?;
-        Ok((Batcher { control, ended: ended_rx, cfg, metrics, worker }, out_rx))
+        Ok((Batcher { control, cfg, metrics, worker }, out_rx))
     }
 
-    /// Opens a queue for one stream; every frame submitted is encoded.
-    pub fn stream(&self, stream: StreamId) -> Result<StreamSender, EncodeError> {
-        self.open(stream, None)
-    }
-
-    /// Opens a queue for a live stream: a frame that has waited longer than `max_age` when its turn
-    /// comes is dropped, so an overloaded encoder works on what is on screen now, not on a backlog.
-    pub fn live_stream(&self, stream: StreamId, max_age: Duration) -> Result<StreamSender, EncodeError> {
-        self.open(stream, Some(max_age))
-    }
-
-    fn open(&self, stream: StreamId, max_age: Option<Duration>) -> Result<StreamSender, EncodeError> {
-        let (tx, rx) = bounded(self.cfg.queue_per_stream);
+    /// Serves `frames` as one stream's queue; the channel's close is the stream's end. `max_age` is for
+    /// live streams: a frame captured longer ago than that when its turn comes is dropped, so an
+    /// overloaded encoder works on what is on screen now, not on a backlog. Files (`None`) wait.
+    pub fn open(
+        &self,
+        stream: StreamKey,
+        frames: Receiver<Keyframe>,
+        max_age: Option<Duration>,
+    ) -> Result<(), EncodeError> {
         self.control
-            .send(Queue { stream: stream.clone(), rx, closed: false, max_age })
-            .map_err(|_| EncodeError::Stopped)?;
-        Ok(StreamSender { stream, tx })
+            .send(Queue { stream, rx: frames, closed: false, max_age })
+            .map_err(|_| EncodeError::Stopped)
     }
 
-    /// Streams whose queue was closed, each sent once its last embedding is already in the output
-    /// channel: a consumer that drains the output before acting on an id sees every frame of the stream.
-    pub fn ended(&self) -> Receiver<StreamId> {
-        self.ended.clone()
+    /// Capacity of one stream's queue (`encoder.queue_per_stream`).
+    pub fn queue_capacity(&self) -> usize {
+        self.cfg.queue_per_stream
+    }
+
+    /// Opens a queue of `queue_capacity` for one stream; every frame submitted is encoded.
+    pub fn stream(&self, stream: StreamKey) -> Result<StreamSender, EncodeError> {
+        self.sender(stream, None)
+    }
+
+    /// Like [`Batcher::stream`], with live expiry (see [`Batcher::open`]).
+    pub fn live_stream(&self, stream: StreamKey, max_age: Duration) -> Result<StreamSender, EncodeError> {
+        self.sender(stream, Some(max_age))
+    }
+
+    fn sender(&self, stream: StreamKey, max_age: Option<Duration>) -> Result<StreamSender, EncodeError> {
+        let (tx, rx) = bounded(self.cfg.queue_per_stream);
+        self.open(stream.clone(), rx, max_age)?;
+        Ok(StreamSender { stream, tx })
     }
 
     pub fn metrics(&self) -> Arc<BatcherMetrics> {
@@ -187,37 +202,39 @@ impl Batcher {
     /// Stops accepting new streams and waits until every open stream has been closed and drained.
     pub fn finish(self) {
         drop(self.control);
-        if self.worker.join().is_err() {
-            tracing::error!("encoder worker panicked");
-        }
+        // A panic is reported by the stage wrapper (health), not here.
+        let _ = self.worker.join();
     }
 }
 
 struct Worker<E> {
     encoder: E,
     cfg: BatcherConfig,
+    tag: Tagger,
     control: Receiver<Queue>,
     control_open: bool,
     streams: Vec<Queue>,
     /// Stream to visit first in the next pass.
     cursor: usize,
-    out: Sender<Embedded>,
-    ended: Sender<StreamId>,
+    out: Sender<EncodedMsg>,
     /// Closed streams whose last frames may still sit in the batch being built.
-    ended_pending: Vec<StreamId>,
+    ended_pending: Vec<StreamKey>,
     metrics: Arc<BatcherMetrics>,
 }
 
+/// The stage after the encoder has gone: nothing encoded can be delivered any more.
+const OUTPUT_GONE: &str = "its output channel closed (the matcher has stopped)";
+
 impl<E: BatchEncode> Worker<E> {
-    fn run(mut self) {
+    fn run(mut self) -> Result<(), String> {
         let mut batch: Vec<Pending> = Vec::with_capacity(self.cfg.max_batch);
         loop {
             self.accept_streams();
             self.sweep(&mut batch);
             if batch.is_empty() {
-                self.announce_ends();
+                self.announce_ends()?;
                 if !self.control_open && self.streams.is_empty() {
-                    return;
+                    return Ok(());
                 }
                 self.wait(None);
                 continue;
@@ -230,18 +247,18 @@ impl<E: BatchEncode> Worker<E> {
                 self.accept_streams();
                 self.sweep(&mut batch);
             }
-            if !self.flush(&mut batch) {
-                return;
-            }
-            self.announce_ends();
+            self.flush(&mut batch)?;
+            self.announce_ends()?;
         }
     }
 
-    /// Called with no batch pending: every frame of the closed streams has been sent out.
-    fn announce_ends(&mut self) {
-        for id in self.ended_pending.drain(..) {
-            let _ = self.ended.send(id);
+    /// Called with no batch pending: every frame of the closed streams has been sent out, so their ends
+    /// go out behind them (a blocking send: the end is never dropped).
+    fn announce_ends(&mut self) -> Result<(), String> {
+        for key in self.ended_pending.drain(..) {
+            self.out.send(Flow::End(key)).map_err(|_| OUTPUT_GONE.to_string())?;
         }
+        Ok(())
     }
 
     fn accept_streams(&mut self) {
@@ -274,12 +291,13 @@ impl<E: BatchEncode> Worker<E> {
             while visited < n && batch.len() < self.cfg.max_batch {
                 let q = &mut self.streams[(self.cursor + visited) % n];
                 match q.rx.try_recv() {
-                    Ok(p) if q.max_age.is_some_and(|m| p.at.elapsed() > m) => {
+                    Ok(f) if q.max_age.is_some_and(|m| age(&f) > m) => {
                         self.metrics.expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         progressed = true;
                     }
-                    Ok(p) => {
-                        batch.push(p);
+                    Ok(frame) => {
+                        let text = (self.tag)(&q.stream, frame.pts_ms);
+                        batch.push(Pending { frame, text, at: Instant::now() });
                         progressed = true;
                     }
                     Err(TryRecvError::Empty) => {}
@@ -325,36 +343,33 @@ impl<E: BatchEncode> Worker<E> {
         }
     }
 
-    /// Encodes and sends the batch; false when the consumer has gone away.
-    fn flush(&mut self, batch: &mut Vec<Pending>) -> bool {
-        let started = Instant::now();
-        self.metrics.record_batch(batch.len(), batch.iter().map(|p| started - p.at));
+    /// Encodes and sends the batch.
+    fn flush(&mut self, batch: &mut Vec<Pending>) -> Result<(), String> {
+        let waits: Vec<Duration> = batch.iter().map(|p| age(&p.frame)).collect();
+        self.metrics.record_batch(batch.len(), waits.iter().copied());
         let items = std::mem::take(batch);
         let results = self.encode(&items);
         *batch = Vec::with_capacity(self.cfg.max_batch);
-        for (p, result) in items.into_iter().zip(results) {
+        for ((p, result), waited) in items.into_iter().zip(results).zip(waits) {
             match result {
                 Ok(embedding) => {
-                    let waited = started - p.at;
-                    let e = Embedded { frame: p.req.frame, text: p.req.text, embedding, waited };
-                    if self.out.send(e).is_err() {
-                        return false;
-                    }
+                    let e = Embedded { frame: p.frame, text: p.text, embedding, waited };
+                    self.out.send(Flow::Item(e)).map_err(|_| OUTPUT_GONE.to_string())?;
                 }
                 Err(e) => {
                     self.metrics.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::warn!(stream = %p.req.frame.stream_id, seq = p.req.frame.seq, error = %e, "frame not encoded");
+                    tracing::warn!(stream = %p.frame.stream_id, seq = p.frame.seq, error = %e, "frame not encoded");
                 }
             }
         }
-        true
+        Ok(())
     }
 
     /// One result per item. When the batch fails as a whole, each frame is retried alone so one bad frame
     /// costs only itself.
     fn encode(&mut self, items: &[Pending]) -> Vec<Result<Vec<f32>, EncodeError>> {
-        let images: Vec<&RgbImage> = items.iter().map(|p| &p.req.frame.image).collect();
-        let texts: Vec<Option<&str>> = items.iter().map(|p| p.req.text.as_deref()).collect();
+        let images: Vec<&RgbImage> = items.iter().map(|p| &p.frame.image).collect();
+        let texts: Vec<Option<&str>> = items.iter().map(|p| p.text.as_deref()).collect();
         match self.encoder.encode_batch(&images, &texts) {
             Ok(v) if v.len() == items.len() => v.into_iter().map(Ok).collect(),
             Ok(v) => {
@@ -377,4 +392,9 @@ impl<E: BatchEncode> Worker<E> {
             }
         }
     }
+}
+
+/// Time since the frame left the decoder (zero if the wall clock stepped back).
+fn age(frame: &Keyframe) -> Duration {
+    SystemTime::now().duration_since(frame.captured_at).unwrap_or_default()
 }

@@ -18,7 +18,7 @@ pub mod runtime;
 pub mod text;
 pub mod visual;
 
-pub use batcher::{BatchEncode, Batcher, BatcherConfig, Embedded, EncodeRequest, StreamSender};
+pub use batcher::{BatchEncode, Batcher, BatcherConfig, Embedded, EncodedMsg, StreamSender, Tagger};
 pub use config::{EncoderConfig, Provider};
 pub use error::EncodeError;
 pub use manifest::Manifest;

@@ -11,11 +11,21 @@ fn digest(parts: &[&[u8]]) -> String {
     hex::encode(&h.finalize()[..16])
 }
 
-/// Identifies one on-screen episode of a product in a stream.
-pub fn episode_id(stream_id: &str, product_id: &str, episode_start_pts_ms: u64) -> String {
+/// The stream part of an id: a stream added again under the same id (generation > 0) restarts its clock at
+/// 0, so its episodes must not collide with the first session's. Generation 0 adds nothing, which keeps
+/// the ids of a first session as they always were.
+fn stream_part(stream_id: &str, generation: u64) -> String {
+    match generation {
+        0 => stream_id.to_string(),
+        g => format!("{stream_id}\u{0}gen{g}"),
+    }
+}
+
+/// Identifies one on-screen episode of a product in a stream session.
+pub fn episode_id(stream_id: &str, generation: u64, product_id: &str, episode_start_pts_ms: u64) -> String {
     digest(&[
         b"livesku.episode.v1",
-        stream_id.as_bytes(),
+        stream_part(stream_id, generation).as_bytes(),
         product_id.as_bytes(),
         &episode_start_pts_ms.to_be_bytes(),
     ])
@@ -24,6 +34,7 @@ pub fn episode_id(stream_id: &str, product_id: &str, episode_start_pts_ms: u64) 
 /// Identifies one event: same episode, type and update number = same id.
 pub fn event_id(
     stream_id: &str,
+    generation: u64,
     product_id: &str,
     episode_start_pts_ms: u64,
     event_type: &str,
@@ -31,7 +42,7 @@ pub fn event_id(
 ) -> String {
     digest(&[
         b"livesku.event.v1",
-        stream_id.as_bytes(),
+        stream_part(stream_id, generation).as_bytes(),
         product_id.as_bytes(),
         &episode_start_pts_ms.to_be_bytes(),
         event_type.as_bytes(),

@@ -107,8 +107,8 @@ impl DetectionEvent {
         let kind = d.kind.as_str();
         DetectionEvent {
             schema_version: SCHEMA_VERSION,
-            event_id: event_id(&d.stream_id, &d.product_id, d.episode_start_pts_ms, kind, d.update_seq),
-            episode_id: episode_id(&d.stream_id, &d.product_id, d.episode_start_pts_ms),
+            event_id: event_id(&d.stream_id, d.generation, &d.product_id, d.episode_start_pts_ms, kind, d.update_seq),
+            episode_id: episode_id(&d.stream_id, d.generation, &d.product_id, d.episode_start_pts_ms),
             event_type: kind.to_string(),
             stream_id: d.stream_id.to_string(),
             product_id: d.product_id.clone(),

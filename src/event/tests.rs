@@ -21,6 +21,7 @@ fn scripted_events(stream: &str) -> Vec<DetectionEvent> {
         let (p, s) = if seq < 15 { ("a", 0.62 + 0.02 * seq as f32) } else { ("b", 0.8) };
         let o = Observation {
             stream_id: stream.into(),
+            generation: 0,
             seq,
             pts_ms: seq * 500,
             captured_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + seq * 500),
@@ -31,7 +32,7 @@ fn scripted_events(stream: &str) -> Vec<DetectionEvent> {
             out.push(DetectionEvent::from_decision(&d, Some("Kettle"), &ctx()));
         }
     }
-    for d in t.end_stream(stream) {
+    for d in t.end_stream(&crate::messages::StreamKey::new(stream, 0)) {
         out.push(DetectionEvent::from_decision(&d, None, &ctx()));
     }
     out
@@ -93,8 +94,11 @@ fn event_ids_are_deterministic_and_unique() {
     // One episode shares its episode_id across appeared/updated/disappeared.
     let ep_a: Vec<_> = a.iter().filter(|e| e.product_id == "a").map(|e| e.episode_id.as_str()).collect();
     assert!(ep_a.len() >= 3 && ep_a.iter().all(|x| *x == ep_a[0]));
-    assert_eq!(event_id("s", "p", 5, "product.updated", 1), event_id("s", "p", 5, "product.updated", 1));
-    assert_ne!(event_id("s", "p", 5, "product.updated", 1), event_id("s", "p", 5, "product.updated", 2));
+    assert_eq!(event_id("s", 0, "p", 5, "product.updated", 1), event_id("s", 0, "p", 5, "product.updated", 1));
+    assert_ne!(event_id("s", 0, "p", 5, "product.updated", 1), event_id("s", 0, "p", 5, "product.updated", 2));
+    // A stream added again under the same id is another session: same clock values, other ids.
+    assert_ne!(event_id("s", 0, "p", 5, "product.updated", 1), event_id("s", 1, "p", 5, "product.updated", 1));
+    assert_ne!(episode_id("s", 0, "p", 5), episode_id("s", 2, "p", 5));
 }
 
 #[test]

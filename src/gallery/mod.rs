@@ -1,6 +1,7 @@
 //! The product gallery: catalogue pages embedded once, stored versioned on disk, searched exactly or with
 //! HNSW, updated in place.
 
+pub mod admin;
 pub mod ann;
 pub mod build;
 pub mod catalog;

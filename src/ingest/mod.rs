@@ -9,7 +9,7 @@ mod source;
 mod stats;
 mod supervisor;
 
-pub use session::Outputs;
+pub use session::{Outputs, Preview};
 pub use source::Source;
 pub use stats::{StatsSnapshot, StreamStats, unix_ms};
 pub use supervisor::{StreamHandle, spawn};

@@ -1,11 +1,11 @@
 //! One connection attempt of a stream: the appsink callbacks that turn decoded buffers into typed
 //! messages. Callbacks run on GStreamer streaming threads and never block.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use gstreamer as gst;
 use gstreamer_app::{AppSink, AppSinkCallbacks};
 use gstreamer_video as gst_video;
@@ -14,23 +14,40 @@ use gstreamer_video::prelude::*;
 use super::pipeline::AUDIO_RATE;
 use super::stats::{Heartbeat, StreamStats};
 use crate::config::{DecodeMode, IngestConfig};
-use crate::messages::{AudioChunk, Keyframe, StreamId, VideoMsg};
+use crate::messages::{AudioChunk, Keyframe, StreamKey};
 use crate::sample::{NearDuplicateFilter, RateLimiter, phash};
 
-/// Where a stream's output goes. The channels are shared by all streams and bounded.
+/// Where a stream's output goes; every channel is bounded.
+///
+/// The service gives each stream a keyframe channel of its own (the encoder drains them round-robin), so a
+/// file waiting on a full queue holds up its own streaming thread and nothing else. The stream's end is
+/// that channel's close: once the stream is gone for good (stopped, failed, end of file) every sender is
+/// dropped, and the receiver sees `Disconnected` only after the last frame, so the end can neither
+/// overtake a frame nor be lost.
 #[derive(Clone)]
 pub struct Outputs {
-    /// Keyframes, and each stream's `End` after its last one.
-    pub keyframes: Sender<VideoMsg>,
+    pub keyframes: Sender<Keyframe>,
     pub audio: Sender<AudioChunk>,
+    /// Sees every delivered keyframe before it is queued (the dashboard's "camera now" tile, which must not
+    /// lag behind a busy encoder). Runs on the streaming thread: it must be quick and never block.
+    pub preview: Option<Preview>,
 }
+
+/// See [`Outputs::preview`].
+pub type Preview = Arc<dyn Fn(&Keyframe) + Send + Sync>;
+
+/// How often a file's blocked send looks whether the stream is being stopped.
+const BLOCKED_SEND_POLL: Duration = Duration::from_millis(100);
 
 /// State shared by the two appsink callbacks of one session.
 pub(super) struct Session {
-    pub stream_id: StreamId,
+    pub key: StreamKey,
     pub stats: Arc<StreamStats>,
     pub heartbeat: Arc<Heartbeat>,
-    pub outputs: Outputs,
+    /// Taken by [`Session::close`]: afterwards this session holds no sender of the stream.
+    outputs: Mutex<Option<Outputs>>,
+    /// Set before teardown, so a file blocked on a full queue gives up instead of deadlocking it.
+    stopping: AtomicBool,
     /// Stream-clock time at which this session's running time 0 lies.
     pub offset_ms: u64,
     video: Mutex<VideoState>,
@@ -54,7 +71,7 @@ struct AudioState {
 
 impl Session {
     pub fn new(
-        stream_id: StreamId,
+        key: StreamKey,
         cfg: &IngestConfig,
         stats: Arc<StreamStats>,
         heartbeat: Arc<Heartbeat>,
@@ -64,10 +81,11 @@ impl Session {
     ) -> Arc<Self> {
         let limiter = (cfg.decode == DecodeMode::All).then(|| RateLimiter::new(cfg.max_rate_hz));
         Arc::new(Self {
-            stream_id,
+            key,
             stats,
             heartbeat,
-            outputs,
+            outputs: Mutex::new(Some(outputs)),
+            stopping: AtomicBool::new(false),
             offset_ms,
             video: Mutex::new(VideoState {
                 dedup: NearDuplicateFilter::new(
@@ -80,6 +98,40 @@ impl Session {
             audio_chunk_samples: (AUDIO_RATE as usize * cfg.audio_chunk_ms as usize) / 1000,
             block_when_full,
         })
+    }
+
+    /// The pipeline is being torn down: blocked sends give up.
+    pub fn stop(&self) {
+        self.stopping.store(true, Relaxed);
+    }
+
+    /// Drops this session's senders (after teardown and the audio flush): the stream's end, once the
+    /// supervisor's own copy is gone too.
+    pub fn close(&self) {
+        if let Ok(mut o) = self.outputs.lock() {
+            o.take();
+        }
+    }
+
+    fn outputs(&self) -> Option<Outputs> {
+        self.outputs.lock().ok().and_then(|o| o.clone())
+    }
+
+    /// A live stream never waits (full = drop, counted by the caller); a file waits for its consumer
+    /// (GStreamer simply pauses) unless the stream is being stopped.
+    fn deliver<T>(&self, tx: &Sender<T>, msg: T) -> Result<(), TrySendError<T>> {
+        if !self.block_when_full {
+            return tx.try_send(msg);
+        }
+        let mut msg = msg;
+        loop {
+            match tx.send_timeout(msg, BLOCKED_SEND_POLL) {
+                Ok(()) => return Ok(()),
+                Err(SendTimeoutError::Disconnected(m)) => return Err(TrySendError::Disconnected(m)),
+                Err(SendTimeoutError::Timeout(m)) if self.stopping.load(Relaxed) => return Err(TrySendError::Full(m)),
+                Err(SendTimeoutError::Timeout(m)) => msg = m,
+            }
+        }
     }
 
     pub fn install(self: &Arc<Self>, keyframes: &AppSink, audio: &AppSink) {
@@ -133,7 +185,7 @@ impl Session {
             return;
         }
         let Some(image) = rgb_image(sample) else {
-            tracing::warn!(stream = %self.stream_id, "keyframe buffer could not be mapped as RGB");
+            tracing::warn!(stream = %self.key.id, "keyframe buffer could not be mapped as RGB");
             return;
         };
         let hash = phash(&image);
@@ -143,26 +195,24 @@ impl Session {
         }
         drop(state);
         let frame = Keyframe {
-            stream_id: self.stream_id.clone(),
+            stream_id: self.key.id.clone(),
+            generation: self.key.generation,
             seq: self.stats.keyframes.load(Relaxed),
             pts_ms,
             captured_at: SystemTime::now(),
             image,
             phash: hash,
         };
-        // A file has no deadline: wait for the consumer instead of dropping (GStreamer simply pauses).
-        let frame = VideoMsg::Keyframe(frame);
-        let sent = if self.block_when_full {
-            self.outputs.keyframes.send(frame).map_err(|e| TrySendError::Disconnected(e.0))
-        } else {
-            self.outputs.keyframes.try_send(frame)
-        };
-        match sent {
+        let Some(outputs) = self.outputs() else { return };
+        if let Some(preview) = &outputs.preview {
+            preview(&frame);
+        }
+        match self.deliver(&outputs.keyframes, frame) {
             Ok(()) => self.stats.keyframe_delivered(),
             Err(TrySendError::Full(_)) => {
                 self.stats.dropped.fetch_add(1, Relaxed);
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Disconnected(_)) => self.consumer_gone("keyframes"),
         }
     }
 
@@ -205,24 +255,29 @@ impl Session {
         let pts_ms = state.pending_pts_ms.take().unwrap_or(self.offset_ms);
         let ms = samples.len() as u64 * 1000 / AUDIO_RATE as u64;
         let chunk = AudioChunk {
-            stream_id: self.stream_id.clone(),
+            stream_id: self.key.id.clone(),
+            generation: self.key.generation,
             pts_ms,
             sample_rate: AUDIO_RATE,
             samples,
         };
-        let sent = if self.block_when_full {
-            self.outputs.audio.send(chunk).map_err(|e| TrySendError::Disconnected(e.0))
-        } else {
-            self.outputs.audio.try_send(chunk)
-        };
-        match sent {
+        let Some(outputs) = self.outputs() else { return };
+        match self.deliver(&outputs.audio, chunk) {
             Ok(()) => {
                 self.stats.audio_ms.fetch_add(ms, Relaxed);
             }
             Err(TrySendError::Full(_)) => {
                 self.stats.audio_dropped.fetch_add(1, Relaxed);
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Disconnected(_)) => self.consumer_gone("audio"),
+        }
+    }
+
+    /// The stage after ingest has stopped: nothing this stream sends can arrive any more. The service
+    /// notices the dead stage through its health (src/service/health.rs); this says it once per session.
+    fn consumer_gone(&self, what: &str) {
+        if !self.stopping.swap(true, Relaxed) {
+            tracing::error!(stream = %self.key.id, "{what} channel closed by its consumer: output of this stream is lost");
         }
     }
 }

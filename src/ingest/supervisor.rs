@@ -17,11 +17,12 @@ use super::session::{Outputs, Session};
 use super::stats::{Heartbeat, StreamStats};
 use super::{Source, pipeline};
 use crate::config::IngestConfig;
-use crate::messages::{StatusChange, StreamId, StreamState, VideoMsg};
+use crate::messages::{StatusChange, StreamId, StreamKey, StreamState};
 
 /// A running stream. Dropping the handle does not stop it; call [`StreamHandle::stop`].
 pub struct StreamHandle {
     pub id: StreamId,
+    pub key: StreamKey,
     pub stats: Arc<StreamStats>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -43,9 +44,10 @@ impl StreamHandle {
     }
 }
 
-/// Starts supervising a stream on the current tokio runtime.
+/// Starts supervising a stream on the current tokio runtime. When the stream has ended for good, every
+/// sender of `outputs` this stream held is dropped (see [`Outputs`]): that is its end.
 pub fn spawn(
-    id: StreamId,
+    key: StreamKey,
     source: Source,
     cfg: Arc<IngestConfig>,
     outputs: Outputs,
@@ -53,8 +55,9 @@ pub fn spawn(
 ) -> StreamHandle {
     let stats = Arc::new(StreamStats::default());
     let cancel = CancellationToken::new();
+    let id = key.id.clone();
     let sup = Supervisor {
-        id: id.clone(),
+        key: key.clone(),
         source,
         cfg,
         outputs,
@@ -66,6 +69,7 @@ pub fn spawn(
     let task = tokio::spawn(sup.run().instrument(span));
     StreamHandle {
         id,
+        key,
         stats,
         cancel,
         task,
@@ -73,7 +77,7 @@ pub fn spawn(
 }
 
 struct Supervisor {
-    id: StreamId,
+    key: StreamKey,
     source: Source,
     cfg: Arc<IngestConfig>,
     outputs: Outputs,
@@ -92,19 +96,11 @@ enum End {
     Retry(String),
 }
 
-/// How long the end marker may wait for room in a full keyframe channel (a consumer that reads nothing).
-const END_MARKER_TIMEOUT: Duration = Duration::from_secs(2);
-
 impl Supervisor {
+    /// Every session's pipeline is torn down and closed before `supervise` returns; dropping `self` then
+    /// drops the last of this stream's senders.
     async fn run(self) {
         self.supervise().await;
-        // Every session's pipeline is torn down (its streaming threads joined): nothing of this stream
-        // can follow the marker. A blocking send, so off the async workers.
-        let (tx, id) = (self.outputs.keyframes.clone(), self.id.clone());
-        let sent = tokio::task::spawn_blocking(move || tx.send_timeout(VideoMsg::End(id), END_MARKER_TIMEOUT)).await;
-        if let Ok(Err(crossbeam_channel::SendTimeoutError::Timeout(_))) = sent {
-            tracing::warn!("keyframe channel full: end-of-stream marker not delivered");
-        }
     }
 
     async fn supervise(&self) {
@@ -167,7 +163,7 @@ impl Supervisor {
         }
         self.stats.set_state(state, reason);
         let change = StatusChange {
-            stream_id: self.id.clone(),
+            stream_id: self.key.id.clone(),
             state,
             reason: reason.map(str::to_string),
         };
@@ -184,7 +180,7 @@ impl Supervisor {
             Err(e) => return (End::Fatal(e.to_string()), false),
         };
         let session = Session::new(
-            self.id.clone(),
+            self.key.clone(),
             &self.cfg,
             self.stats.clone(),
             heartbeat.clone(),
@@ -195,10 +191,15 @@ impl Supervisor {
         session.install(&built.keyframes, &built.audio);
         let pipeline = built.pipeline;
         let end = self.watch(&pipeline, &heartbeat).await;
+        if !matches!(end, End::Eos) {
+            // A file's streaming thread may be waiting on a full queue: teardown must not wait for it.
+            session.stop();
+        }
         // Setting a pipeline to NULL joins its streaming threads: keep that off the async workers.
         let teardown = pipeline.clone();
         let _ = tokio::task::spawn_blocking(move || teardown.set_state(gst::State::Null)).await;
         session.flush_audio();
+        session.close();
         (end, heartbeat.seen())
     }
 

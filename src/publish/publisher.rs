@@ -22,10 +22,12 @@ pub struct FlushReport {
 }
 
 pub struct Publisher {
-    tx: Option<Sender<DetectionEvent>>,
+    /// `None` once shut down (the matcher may still hold the publisher then: its late events are
+    /// dropped and counted).
+    tx: parking_lot::RwLock<Option<Sender<DetectionEvent>>>,
     closing: Arc<AtomicBool>,
     deadline: Arc<Mutex<Option<Instant>>>,
-    worker: Option<JoinHandle<u64>>,
+    worker: Mutex<Option<JoinHandle<u64>>>,
     metrics: Arc<PublishMetrics>,
     flush_timeout: Duration,
 }
@@ -54,10 +56,10 @@ impl Publisher {
             .spawn(move || drain(&mut *sink, &rx, &m, &c, &d, wait))
             .map_err(PublishError::Thread)?;
         Ok(Publisher {
-            tx: Some(tx),
+            tx: parking_lot::RwLock::new(Some(tx)),
             closing,
             deadline,
-            worker: Some(worker),
+            worker: Mutex::new(Some(worker)),
             metrics,
             flush_timeout: Duration::from_millis(cfg.flush_timeout_ms),
         })
@@ -65,8 +67,11 @@ impl Publisher {
 
     /// Queues an event without blocking. Returns false if it was dropped (channel full: drop-newest).
     pub fn publish(&self, event: DetectionEvent) -> bool {
-        let Some(tx) = &self.tx else { return false };
-        match tx.try_send(event) {
+        let sent = match &*self.tx.read() {
+            Some(tx) => tx.try_send(event),
+            None => Err(TrySendError::Disconnected(event)),
+        };
+        match sent {
             Ok(()) => {
                 self.metrics.accept();
                 true
@@ -97,16 +102,14 @@ impl Publisher {
         self.flush_timeout
     }
 
-    /// Stops accepting, drains the channel into the sink and flushes, within about `timeout`.
-    pub fn shutdown(mut self, timeout: Duration) -> FlushReport {
-        self.stop(timeout)
-    }
-
-    fn stop(&mut self, timeout: Duration) -> FlushReport {
+    /// Stops accepting, drains the channel into the sink and flushes, within about `timeout`. Later
+    /// calls report the counters only.
+    pub fn shutdown(&self, timeout: Duration) -> FlushReport {
         *self.deadline.lock() = Some(Instant::now() + timeout);
         self.closing.store(true, Ordering::Relaxed);
-        self.tx = None;
-        let undelivered = match self.worker.take() {
+        self.tx.write().take();
+        let worker = self.worker.lock().take();
+        let undelivered = match worker {
             Some(w) => w.join().unwrap_or_else(|_| {
                 tracing::error!("publisher thread panicked");
                 self.metrics.buffered.load(Ordering::Relaxed)
@@ -124,8 +127,8 @@ impl Publisher {
 impl Drop for Publisher {
     /// Dropped without `shutdown`: flush with the configured timeout rather than lose events silently.
     fn drop(&mut self) {
-        if self.worker.is_some() {
-            self.stop(self.flush_timeout);
+        if self.worker.lock().is_some() {
+            self.shutdown(self.flush_timeout);
         }
     }
 }

@@ -15,6 +15,7 @@ fn events(n: usize) -> Vec<DetectionEvent> {
         let p = if (seq / 8) % 2 == 0 { "a" } else { "b" };
         let o = Observation {
             stream_id: "s".into(),
+            generation: 0,
             seq,
             pts_ms: seq * 1000,
             captured_at: std::time::SystemTime::now(),

@@ -1,6 +1,7 @@
 //! The service's configuration file: one TOML document with a section per stage (see `config/README.md`).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -11,7 +12,7 @@ use crate::gallery::GalleryConfig;
 use crate::publish::PublishConfig;
 use crate::track::TrackConfig;
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServiceConfig {
     pub ingest: IngestConfig,
@@ -23,6 +24,30 @@ pub struct ServiceConfig {
     pub api: ApiConfig,
     /// The streams to watch from start-up.
     pub streams: Vec<StreamEntry>,
+    /// Shutdown (SIGTERM, SIGINT, a failed stage) finishes within this bound: streams stop, the stages
+    /// drain and close open episodes in the first half, the sink flushes in what is left (at most
+    /// `publish.flush_timeout_ms`). Keep it under the orchestrator's grace period (Docker: 30 s).
+    #[serde(with = "crate::config::duration")]
+    pub shutdown_timeout: std::time::Duration,
+}
+
+/// Default of `shutdown_timeout`.
+pub const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            ingest: Default::default(),
+            encoder: Default::default(),
+            gallery: Default::default(),
+            track: Default::default(),
+            publish: Default::default(),
+            asr: Default::default(),
+            api: Default::default(),
+            streams: Vec::new(),
+            shutdown_timeout: SHUTDOWN_TIMEOUT,
+        }
+    }
 }
 
 /// `[gallery]`: where the gallery is, plus the search settings.
@@ -83,12 +108,15 @@ impl Default for ApiConfig {
 }
 
 impl ApiConfig {
-    /// The token in force: the environment's, else the file's; empty counts as none.
+    /// The token in force: the environment's, else the file's; trimmed like the presented one (so a
+    /// trailing newline from a secrets file does not lock everyone out); empty counts as none.
     pub fn effective_token(&self) -> Option<String> {
-        std::env::var("LIVESKU_API_TOKEN")
-            .ok()
-            .or_else(|| self.token.clone())
-            .filter(|t| !t.trim().is_empty())
+        Self::env_token()
+            .or_else(|| self.token.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_string))
+    }
+
+    fn env_token() -> Option<String> {
+        std::env::var("LIVESKU_API_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -98,6 +126,9 @@ impl ApiConfig {
             .map_err(|_| invalid("api.listen", format!("not a socket address: {:?}", self.listen)))?;
         if self.token.as_deref().is_some_and(|t| t.trim().len() < 16) {
             return Err(invalid("api.token", "must be at least 16 characters"));
+        }
+        if Self::env_token().is_some_and(|t| t.len() < 16) {
+            return Err(invalid("LIVESKU_API_TOKEN", "must be at least 16 characters (it overrides api.token)"));
         }
         if self.max_streams == 0 {
             return Err(invalid("api.max_streams", "must be at least 1"));
@@ -145,6 +176,9 @@ impl ServiceConfig {
         self.api.validate()?;
         if self.gallery.top_k.is_some_and(|k| !(2..=100).contains(&k)) {
             return Err(invalid("gallery.top_k", "must be between 2 and 100"));
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&self.shutdown_timeout) {
+            return Err(invalid("shutdown_timeout", "must be between 1s and 10m"));
         }
         if !(-1.0..=1.0).contains(&self.gallery.background_margin) {
             return Err(invalid("gallery.background_margin", "must be between -1 and 1"));
@@ -198,6 +232,19 @@ mod tests {
         assert!(err("[api]\nlisten = \"localhost\"").contains("api.listen"));
         assert!(err("[api]\ntoken = \"short\"").contains("api.token"));
         assert!(err("[api]\nbogus = 1").contains("bogus"));
+    }
+
+    #[test]
+    fn shutdown_timeout_is_a_humantime_duration_or_seconds() {
+        let cfg: ServiceConfig = toml::from_str("").unwrap();
+        assert_eq!(cfg.shutdown_timeout, super::SHUTDOWN_TIMEOUT);
+        let cfg: ServiceConfig = toml::from_str("shutdown_timeout = \"5s\"").unwrap();
+        assert_eq!(cfg.shutdown_timeout, std::time::Duration::from_secs(5));
+        let cfg: ServiceConfig = toml::from_str("shutdown_timeout = 2.5").unwrap();
+        assert_eq!(cfg.shutdown_timeout, std::time::Duration::from_millis(2500));
+        assert!(err("shutdown_timeout = \"soon\"").contains("not a duration"), "{}", err("shutdown_timeout = \"soon\""));
+        assert!(err("shutdown_timeout = -1").contains("not a duration"));
+        assert!(err("shutdown_timeout = \"0s\"").contains("shutdown_timeout"));
     }
 
     #[test]

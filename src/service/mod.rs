@@ -1,38 +1,46 @@
-//! The recognition service: ingest -> router -> shared encoder batcher -> matcher (gallery search +
-//! tracker) -> events. Each stage runs on its own thread(s) and hands typed messages over bounded
-//! channels; see `README.md` for the picture and `config/README.md` for the settings.
+//! The recognition service: builds the pipeline from its stages and runs streams through it.
+//!
+//! ```text
+//!  ingest (one supervised GStreamer pipeline per stream, src/ingest)
+//!    | keyframes: a bounded queue per stream       audio: one bounded channel
+//!    v                                               v
+//!  encode (src/encode/batcher.rs: round-robin     speech (src/asr): VAD -> Moonshine -> transcript
+//!    over the queues, speech tag, ORT batches)      windows, read by the encoder's tagger
+//!    | Flow<Embedded>: embeddings, then each stream's End behind its last one
+//!    v
+//!  match (src/matcher: gallery search, abstention, tracker)
+//!    | matcher::Output: events (and the speech heard, for the dashboard)
+//!    v
+//!  sink (src/publish) + the dashboard's board (src/api/board.rs)
+//! ```
+//!
+//! Each stage thread is supervised (src/stage.rs): a dead stage fails [`Service::health`]. A stream is
+//! keyed `(id, generation)` from ingest on ([`StreamKey`]); its end travels in band through every stage.
 
-mod background;
-pub mod board;
-pub mod catalog;
 pub mod config;
-mod matcher;
-pub mod metrics;
-mod router;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use background::{Background, BackgroundError};
-use board::Board;
-use catalog::GalleryControl;
 pub use config::{ApiConfig, ServiceConfig, StreamEntry};
-use matcher::Matcher;
-use metrics::ServiceMetrics;
 
+use crate::api::board::Board;
 use crate::asr::{AsrError, AsrMetrics, AsrStage, Transcripts};
 use crate::config::{ConfigError, IngestConfig};
 use crate::encode::{Batcher, BatcherConfig, EncodeError, Encoder, metrics::BatcherMetrics};
 use crate::event::{DetectionEvent, EventContext};
+use crate::gallery::admin::GalleryControl;
 use crate::gallery::{Gallery, GalleryError, Searcher};
 use crate::ingest::{self, IngestError, Outputs, Source, StatsSnapshot, StreamHandle};
-use crate::messages::{StatusChange, StreamId};
+use crate::matcher::{self, Background, BackgroundError, MatchMetrics, Matcher};
+use crate::messages::{AudioChunk, StatusChange, StreamId, StreamKey};
+use crate::stage::{self, Health};
 use crate::track::Tracker;
 
 #[derive(Debug, thiserror::Error)]
@@ -65,22 +73,40 @@ pub enum ServiceError {
 /// it); [`Service::shutdown`] drains every stage.
 pub struct Service {
     ingest_cfg: Arc<IngestConfig>,
-    senders: Mutex<Option<(Outputs, Sender<StatusChange>)>>,
-    streams: Mutex<Vec<Stream>>,
+    /// `encoder.live_max_age_ms`, for live streams' encoder queues.
+    live_max_age: Option<Duration>,
+    /// The pipeline's entry points; `None` once shutdown has begun.
+    inputs: Mutex<Option<Inputs>>,
+    streams: Mutex<Streams>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    /// Live stream ids (their frames are dropped when the encoder is saturated; files wait).
-    live: LiveSet,
-    /// Keyframes dropped between ingest and the encoder (encoder saturated).
-    pub encoder_dropped: Arc<AtomicU64>,
+    /// First stage failure, if any (`/readyz`, and `livesku run` stops on it).
+    pub health: Health,
     pub context: EventContext,
+    /// The dashboard's live view: fed by each stream's ingest (latest frame) and the matcher's output.
     pub board: Arc<Board>,
-    pub metrics: Arc<ServiceMetrics>,
+    pub match_metrics: Arc<MatchMetrics>,
     pub encoder_metrics: Arc<BatcherMetrics>,
     pub gallery: Arc<GalleryControl>,
-    /// Recent transcripts per stream (written by the ASR workers, read by the router to tag keyframes).
+    /// Recent transcripts per stream (written by the ASR workers, read by the encoder's tagger).
     pub transcripts: Transcripts,
     /// `None` when `[asr] enabled = false`.
     pub asr_metrics: Option<Arc<AsrMetrics>>,
+}
+
+/// Where a new stream's output goes.
+struct Inputs {
+    batcher: Batcher,
+    audio: Sender<AudioChunk>,
+    /// Nobody needs the change notifications (states are read from the stream handles): the receiver
+    /// is gone and supervisors' sends fail harmlessly.
+    status: Sender<StatusChange>,
+}
+
+#[derive(Default)]
+struct Streams {
+    running: Vec<Stream>,
+    /// Sessions started so far per id: the next session's generation.
+    generations: HashMap<StreamId, u64>,
 }
 
 /// One added stream.
@@ -102,18 +128,18 @@ pub struct StreamOptions {
     pub fail_fast: Option<bool>,
 }
 
-/// What the API reports about a stream.
+/// What the API and the dashboard report about a stream (one shape for both).
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamInfo {
     pub id: String,
+    /// Session number of this id in this process (0 for the first).
+    pub generation: u64,
     pub uri: String,
     pub live: bool,
     pub added_unix_ms: u64,
     #[serde(flatten)]
     pub stats: StatsSnapshot,
 }
-
-type LiveSet = Arc<parking_lot::RwLock<HashSet<StreamId>>>;
 
 impl Service {
     /// Loads the model and the gallery (refusing a gallery built by another model) and starts the
@@ -124,6 +150,7 @@ impl Service {
     ) -> Result<Self, ServiceError> {
         cfg.validate()?;
         ingest::pipeline::init()?;
+        let health = Health::default();
         let gallery_dir = cfg.gallery_path()?;
         let mut encoder = Encoder::open(&cfg.encoder)?;
         let background = Background::build(&mut encoder, &cfg.gallery.background_images)?;
@@ -135,85 +162,79 @@ impl Service {
             worker: EventContext::default_worker(),
         };
         let manifest = encoder.manifest.clone();
-        let visual_dim = manifest.visual.dim;
-        let searcher = Searcher::new(gallery, &cfg.gallery.search);
-        let gallery = Arc::new(GalleryControl::new(
-            gallery_dir,
-            manifest,
-            cfg.encoder.clone(),
-            cfg.gallery.search,
-            searcher,
-        ));
-        let (batcher, embedded) = Batcher::start(encoder, BatcherConfig::from(&cfg.encoder))?;
-        let (encoder_metrics, ended) = (batcher.metrics(), batcher.ended());
-        let (board, metrics) = (Arc::new(Board::default()), Arc::new(ServiceMetrics::default()));
-
-        let ingest_cfg = Arc::new(cfg.ingest.clone());
-        let (kf_tx, kf_rx) = crossbeam_channel::bounded(ingest_cfg.channel_capacity);
-        let (audio_tx, audio_rx) =
-            crossbeam_channel::bounded::<crate::messages::AudioChunk>(ingest_cfg.channel_capacity);
-        // Stream states are read from the stream handles (API, shutdown); nothing here needs the change
-        // notifications, so the receiving end is dropped and supervisors' sends fail harmlessly.
-        let (status_tx, _) = crossbeam_channel::bounded(1);
-        let encoder_dropped = Arc::new(AtomicU64::new(0));
-
-        let live: LiveSet = Default::default();
-        let mut threads = Vec::new();
-        let (dropped, live_ids) = (encoder_dropped.clone(), live.clone());
-        let transcripts = Transcripts::default();
-        let (tags, window_ms) = (transcripts.clone(), (cfg.asr.window_secs * 1000.0) as u64);
-        let seen_board = board.clone();
-        let live_max_age = (cfg.encoder.live_max_age_ms > 0)
-            .then(|| std::time::Duration::from_millis(cfg.encoder.live_max_age_ms));
-        threads.push(spawn("livesku-router", move || {
-            router::run(
-                kf_rx,
-                batcher,
-                dropped,
-                |id| live_ids.read().contains(id),
-                live_max_age,
-                |id, pts| tags.tag(id, pts, window_ms),
-                |frame| seen_board.frame(frame.clone()),
-            )
-        })?);
-        let matcher = Matcher {
-            searcher: gallery.searcher.clone(),
-            board: board.clone(),
-            metrics: metrics.clone(),
-            background,
+        let settings = matcher::Settings {
             background_margin: cfg.gallery.background_margin,
-            visual_dim,
-            tracker: Tracker::new(cfg.track.clone()),
+            visual_dim: manifest.visual.dim,
             top_k: cfg.gallery.top_k.unwrap_or(5),
-            context: context.clone(),
-            speech: Default::default(),
         };
-        threads.push(spawn("livesku-matcher", move || matcher.run(embedded, ended, emit))?);
-        // Speech: VAD + Moonshine workers fill the transcript windows the router tags keyframes from.
+        let searcher = Searcher::new(gallery, &cfg.gallery.search);
+        let gallery =
+            Arc::new(GalleryControl::new(gallery_dir, manifest, cfg.encoder.clone(), cfg.gallery.search, searcher));
+        let board = Arc::new(Board::default());
+        let mut threads = Vec::new();
+
+        // Speech: VAD + Moonshine workers fill the transcript windows the encoder tags keyframes from.
+        let transcripts = Transcripts::default();
+        let (audio_tx, audio_rx) = crossbeam_channel::bounded::<AudioChunk>(cfg.ingest.channel_capacity);
         let asr_metrics = if cfg.asr.enabled {
             let sink = transcripts.clone();
-            let stage = AsrStage::start(&cfg.asr, audio_rx, move |t| {
-                tracing::debug!(stream = %t.stream_id, start_ms = t.start_ms, end_ms = t.end_ms, text = %t.text, "transcript");
-                sink.push(t)
-            })?;
-            let metrics = stage.metrics.clone();
-            threads.extend(stage.into_threads());
+            let asr = AsrStage::start(
+                &cfg.asr,
+                audio_rx,
+                move |t| {
+                    tracing::debug!(stream = %t.stream_id, start_ms = t.start_ms, end_ms = t.end_ms, text = %t.text, "transcript");
+                    sink.push(t)
+                },
+                &health,
+            )?;
+            let metrics = asr.metrics.clone();
+            threads.extend(asr.into_threads());
             Some(metrics)
         } else {
-            threads.push(spawn("livesku-audio", move || audio_rx.iter().for_each(drop))?);
+            threads.push(stage::spawn(&health, "audio-drain", move || {
+                audio_rx.iter().for_each(drop);
+                Ok(())
+            })?);
             None
         };
 
+        // Encode: per-stream queues (opened in add_stream) -> batches -> embeddings.
+        let (tags, window_ms) = (transcripts.clone(), (cfg.asr.window_secs * 1000.0) as u64);
+        let tagger: crate::encode::batcher::Tagger = Box::new(move |key, pts| tags.tag(&key.id, pts, window_ms));
+        let (batcher, embedded) = Batcher::start(encoder, BatcherConfig::from(&cfg.encoder), Some(tagger), &health)?;
+        let encoder_metrics = batcher.metrics();
+
+        // Match: embeddings -> observations -> tracker decisions -> events, to the sink and the board.
+        let matcher = Matcher::new(
+            settings,
+            gallery.searcher.clone(),
+            background,
+            Tracker::new(cfg.track.clone()),
+            context.clone(),
+        );
+        let match_metrics = matcher.metrics.clone();
+        let (view, mut emit) = (board.clone(), emit);
+        threads.push(stage::spawn(&health, "matcher", move || {
+            matcher.run(embedded, |out| match out {
+                matcher::Output::Event { event, image_url } => {
+                    view.event(&event, image_url);
+                    emit(event);
+                }
+                matcher::Output::Heard { stream, text } => view.asr_text(&stream.id, &text),
+            })
+        })?);
+
+        let (status, _) = crossbeam_channel::bounded(1);
         Ok(Service {
-            ingest_cfg,
-            senders: Mutex::new(Some((Outputs { keyframes: kf_tx, audio: audio_tx }, status_tx))),
-            streams: Mutex::new(Vec::new()),
+            ingest_cfg: Arc::new(cfg.ingest.clone()),
+            live_max_age: (cfg.encoder.live_max_age_ms > 0).then(|| Duration::from_millis(cfg.encoder.live_max_age_ms)),
+            inputs: Mutex::new(Some(Inputs { batcher, audio: audio_tx, status })),
+            streams: Mutex::default(),
             threads: Mutex::new(threads),
-            encoder_dropped,
+            health,
             context,
-            live,
             board,
-            metrics,
+            match_metrics,
             encoder_metrics,
             gallery,
             transcripts,
@@ -236,22 +257,32 @@ impl Service {
         let source = Source::parse(uri)?;
         let id: StreamId = id.map(str::to_string).unwrap_or_else(|| source.default_id()).into();
         let cfg = self.stream_config(opts)?;
-        let senders = self.senders.lock();
-        let Some((outputs, status)) = senders.as_ref() else {
+        let inputs = self.inputs.lock();
+        let Some(inputs) = inputs.as_ref() else {
             return Err(ServiceError::ShuttingDown);
         };
         // Held across the check and the push, so two concurrent adds of one id cannot both pass.
         let mut streams = self.streams.lock();
         // An ended stream keeps its id (and its last error) until it is removed.
-        if streams.iter().any(|s| s.handle.id == id) {
+        if streams.running.iter().any(|s| s.handle.id == id) {
             return Err(ServiceError::DuplicateStream(id.to_string()));
         }
-        if source.live {
-            self.live.write().insert(id.clone());
-        }
+        let generation = streams.generations.entry(id.clone()).or_insert(0);
+        let key = StreamKey { id: id.clone(), generation: *generation };
+        *generation += 1;
+        // The stream's own queue into the encoder: a file waiting on it holds up nobody else.
+        let (frames, queue) = crossbeam_channel::bounded(inputs.batcher.queue_capacity());
+        let max_age = self.live_max_age.filter(|_| source.live);
+        inputs.batcher.open(key.clone(), queue, max_age)?;
+        let board = self.board.clone();
+        let outputs = Outputs {
+            keyframes: frames,
+            audio: inputs.audio.clone(),
+            preview: Some(Arc::new(move |frame| board.frame(frame.clone()))),
+        };
         let live = source.live;
-        let handle = ingest::spawn(id.clone(), source, cfg, outputs.clone(), status.clone());
-        streams.push(Stream {
+        let handle = ingest::spawn(key, source, cfg, outputs, inputs.status.clone());
+        streams.running.push(Stream {
             handle,
             uri: uri.to_string(),
             live,
@@ -274,21 +305,21 @@ impl Service {
     }
 
     /// Stops a stream and frees everything of it: its pipeline (torn down before this returns), its
-    /// encoder queue (closed by the stream's end marker once its last frames are through), its tracker
-    /// state (the matcher closes its episodes) and its dashboard view. Other streams are not touched.
+    /// encoder queue (closed with the pipeline; the encoder serves what is left, then sends the stream's
+    /// end), its tracker state (the matcher closes its episodes on that end) and its dashboard view.
+    /// Other streams are not touched.
     pub async fn remove_stream(&self, id: &str) -> Result<StatsSnapshot, ServiceError> {
         let stream = {
             let mut streams = self.streams.lock();
-            let i = streams.iter().position(|s| &*s.handle.id == id);
-            i.map(|i| streams.remove(i)).ok_or_else(|| ServiceError::UnknownStream(id.to_string()))?
+            let i = streams.running.iter().position(|s| &*s.handle.id == id);
+            i.map(|i| streams.running.remove(i)).ok_or_else(|| ServiceError::UnknownStream(id.to_string()))?
         };
         stream.handle.stop();
         let stats = stream.handle.stats.clone();
         stream.handle.wait().await;
         // Unless the id was added again meanwhile.
         let streams = self.streams.lock();
-        if !streams.iter().any(|s| &*s.handle.id == id) {
-            self.live.write().remove(id);
+        if !streams.running.iter().any(|s| &*s.handle.id == id) {
             self.board.remove_stream(id);
             self.transcripts.remove(id);
         }
@@ -296,67 +327,68 @@ impl Service {
     }
 
     pub fn stream_ids(&self) -> Vec<StreamId> {
-        self.streams.lock().iter().map(|s| s.handle.id.clone()).collect()
+        self.streams.lock().running.iter().map(|s| s.handle.id.clone()).collect()
     }
 
     pub fn stream_info(&self, id: &str) -> Option<StreamInfo> {
-        self.streams.lock().iter().find(|s| &*s.handle.id == id).map(info)
+        self.streams.lock().running.iter().find(|s| &*s.handle.id == id).map(info)
     }
 
     pub fn stream_infos(&self) -> Vec<StreamInfo> {
-        self.streams.lock().iter().map(info).collect()
+        self.streams.lock().running.iter().map(info).collect()
     }
 
     /// False once shutdown has begun.
     pub fn accepting(&self) -> bool {
-        self.senders.lock().is_some()
+        self.inputs.lock().is_some()
     }
 
     /// True once every added stream has ended (files at their end, failed streams).
     pub fn all_streams_ended(&self) -> bool {
-        self.streams.lock().iter().all(|s| s.handle.is_finished())
+        self.streams.lock().running.iter().all(|s| s.handle.is_finished())
     }
 
-    /// Stops every stream, lets the encoder and matcher drain (closing open episodes), and joins the
-    /// stage threads. Returns each stream's final counters.
-    pub async fn shutdown(&self) -> Vec<(String, StatsSnapshot)> {
-        let senders = self.senders.lock().take();
-        let mut stats = Vec::new();
-        let streams = std::mem::take(&mut *self.streams.lock());
-        for s in streams {
-            let h = s.handle;
-            h.stop();
-            let (id, st) = (h.id.to_string(), h.stats.clone());
-            h.wait().await;
-            stats.push((id, st.snapshot()));
+    /// Stops every stream at once, lets the encoder and matcher drain (closing open episodes) and joins
+    /// the stage threads, giving up at `deadline` (what is still running then is logged and left to the
+    /// process exit). Returns each stream's final counters.
+    pub async fn shutdown(&self, deadline: tokio::time::Instant) -> Vec<(String, StatsSnapshot)> {
+        let inputs = self.inputs.lock().take();
+        let streams = std::mem::take(&mut self.streams.lock().running);
+        streams.iter().for_each(|s| s.handle.stop());
+        let stats: Vec<(String, Arc<ingest::StreamStats>)> =
+            streams.iter().map(|s| (s.handle.id.to_string(), s.handle.stats.clone())).collect();
+        let waits = futures::future::join_all(streams.into_iter().map(|s| s.handle.wait()));
+        if tokio::time::timeout_at(deadline, waits).await.is_err() {
+            tracing::error!("shutdown: streams still tearing down at the deadline");
         }
-        // With every sender gone the stages end in order: router, encoder, matcher.
-        drop(senders);
+        // With every stream's queue closed and the audio sender gone, the stages end in order: encoder,
+        // matcher (closing what is still open), speech.
         let threads = std::mem::take(&mut *self.threads.lock());
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                if t.join().is_err() {
-                    tracing::error!("a service thread panicked");
-                }
+        let stages = tokio::task::spawn_blocking(move || {
+            if let Some(inputs) = inputs {
+                drop(inputs.audio);
+                inputs.batcher.finish();
             }
-        })
-        .await;
-        stats
+            for t in threads {
+                let _ = t.join();
+            }
+        });
+        if tokio::time::timeout_at(deadline, stages).await.is_err() {
+            tracing::error!("shutdown: pipeline stages still draining at the deadline");
+        }
+        stats.into_iter().map(|(id, s)| (id, s.snapshot())).collect()
     }
 }
 
 fn info(s: &Stream) -> StreamInfo {
     StreamInfo {
         id: s.handle.id.to_string(),
+        generation: s.handle.key.generation,
         uri: s.uri.clone(),
         live: s.live,
         added_unix_ms: s.added_unix_ms,
         stats: s.handle.stats.snapshot(),
     }
-}
-
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name(name.into()).spawn(f)
 }
 
 /// Identifies the gallery's content: the model it was built with and its size.

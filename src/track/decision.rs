@@ -54,6 +54,8 @@ pub struct Evidence {
 pub struct Decision {
     pub kind: DecisionKind,
     pub stream_id: StreamId,
+    /// Session of the stream (see [`crate::messages::StreamKey`]).
+    pub generation: u64,
     pub product_id: String,
     /// Stream PTS of the episode's first strong hit: with stream and product, it identifies the episode.
     pub episode_start_pts_ms: u64,

@@ -21,6 +21,8 @@ impl Match {
 #[derive(Debug, Clone)]
 pub struct Observation {
     pub stream_id: StreamId,
+    /// Session of the stream (see [`crate::messages::StreamKey`]): tracking state is per session.
+    pub generation: u64,
     /// Keyframe sequence number within the stream (see [`crate::messages::Keyframe::seq`]).
     pub seq: u64,
     /// Stream-clock presentation time.

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use super::config::TrackConfig;
 use super::decision::{Decision, DecisionKind, Evidence, EvidenceFrame, SeenAt};
 use super::observation::{Match, Observation, normalize};
-use crate::messages::StreamId;
+use crate::messages::StreamKey;
 
 /// One window keyframe with normalized matches (best first, one per product).
 struct Frame {
@@ -60,15 +60,15 @@ enum ProductState {
 }
 
 pub(crate) struct StreamState {
-    stream_id: StreamId,
+    key: StreamKey,
     window: VecDeque<Frame>,
     products: BTreeMap<String, ProductState>,
     asr_text: Option<String>,
 }
 
 impl StreamState {
-    pub(crate) fn new(stream_id: StreamId) -> Self {
-        StreamState { stream_id, window: VecDeque::new(), products: BTreeMap::new(), asr_text: None }
+    pub(crate) fn new(key: StreamKey) -> Self {
+        StreamState { key, window: VecDeque::new(), products: BTreeMap::new(), asr_text: None }
     }
 
     pub(crate) fn observe(&mut self, cfg: &TrackConfig, obs: &Observation) -> Vec<Decision> {
@@ -250,7 +250,8 @@ impl StreamState {
         }
         Some(Decision {
             kind,
-            stream_id: self.stream_id.clone(),
+            stream_id: self.key.id.clone(),
+            generation: self.key.generation,
             product_id: id.to_string(),
             episode_start_pts_ms: ep.start_pts_ms,
             update_seq: if kind == DecisionKind::Updated { ep.updates } else { 0 },

@@ -3,12 +3,18 @@
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::messages::StreamKey;
 
 const BG: &[(&str, f32)] = &[("bg1", 0.42), ("bg2", 0.40), ("bg3", 0.38)];
+
+fn key(stream: &str) -> StreamKey {
+    StreamKey::new(stream, 0)
+}
 
 fn obs(stream: &str, seq: u64, matches: &[(&str, f32)]) -> Observation {
     Observation {
         stream_id: stream.into(),
+        generation: 0,
         seq,
         pts_ms: seq * 1000,
         captured_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seq),
@@ -27,7 +33,7 @@ fn run(cfg: &TrackConfig, frames: &[Vec<(&str, f32)>]) -> Vec<(u64, DecisionKind
             out.push((i as u64, d.kind, d.product_id));
         }
     }
-    for d in t.end_stream("s") {
+    for d in t.end_stream(&key("s")) {
         out.push((u64::MAX, d.kind, d.product_id));
     }
     out
@@ -173,7 +179,7 @@ fn off_after_secs_needs_two_missed_keyframes() {
     for _ in 0..3 {
         feed(&mut t, present("a", 0.8, 0.5));
     }
-    assert_eq!(t.on_screen("s"), vec!["a"]);
+    assert_eq!(t.on_screen(&key("s")), vec!["a"]);
     assert!(feed(&mut t, BG.to_vec()).is_empty(), "one miss, even 10 s late, keeps it on");
     assert!(feed(&mut t, present("a", 0.7, 0.5)).is_empty());
     assert!(feed(&mut t, BG.to_vec()).is_empty());
@@ -214,12 +220,12 @@ fn streams_are_independent_and_finish_flushes_all() {
         let m = if seq == 1 { BG.to_vec() } else { present("a", 0.8, 0.5) };
         assert!(t.observe(&obs("s2", seq, &m)).is_empty());
     }
-    assert_eq!(t.on_screen("s1"), vec!["a"]);
-    assert!(t.on_screen("s2").is_empty());
+    assert_eq!(t.on_screen(&key("s1")), vec!["a"]);
+    assert!(t.on_screen(&key("s2")).is_empty());
     let done = t.finish();
     assert_eq!(done.len(), 1);
     assert_eq!((&*done[0].stream_id, done[0].kind), ("s1", Disappeared));
-    assert!(t.on_screen("s1").is_empty());
+    assert!(t.on_screen(&key("s1")).is_empty());
 }
 
 #[test]

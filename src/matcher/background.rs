@@ -39,6 +39,12 @@ impl Background {
             .map(|v| v.iter().zip(query).map(|(a, b)| a * b).sum::<f32>())
             .fold(f32::NEG_INFINITY, f32::max)
     }
+
+    /// The abstention rule: a keyframe whose best product (`best`, image part) does not beat the best
+    /// reference by `margin` shows no product.
+    pub fn abstains(&self, best: f32, query: &[f32], margin: f32) -> bool {
+        best < self.score(query) + margin
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -75,28 +75,6 @@ impl Default for StreamView {
     }
 }
 
-/// Where the dashboard loads a product's picture: the catalogue's `image_url` (or `image`) field, else
-/// the catalogue image the gallery recorded at build time, served by `GET /gallery/products/{id}/image`.
-pub fn product_image_url(p: &crate::gallery::Product) -> Option<String> {
-    let field = |k: &str| p.metadata.get(k).and_then(|v| v.as_str());
-    let url =
-        field("image_url").or_else(|| field("image")).filter(|u| u.starts_with("http") || u.starts_with('/'));
-    match url {
-        Some(u) if !u.starts_with('/') => Some(u.to_string()),
-        _ => field(crate::gallery::build::IMAGE_PATH_KEY)
-            .map(|_| format!("/gallery/products/{}/image", encode_path_segment(&p.product_id))),
-    }
-}
-
-/// Percent-encodes everything but unreserved characters (product ids are free text).
-fn encode_path_segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// One stream in a snapshot.
 #[derive(Debug, Clone, Serialize)]
