@@ -5,8 +5,8 @@
 //! failed with its name: `/readyz` turns red at once and `livesku run` shuts down and exits non-zero,
 //! naming the stage. Nothing runs on silently behind a dead stage.
 //!
-//! Fault injection for the supervision tests: with `LIVESKU_FAULT_PANIC_STAGE=<stage>` that stage panics
-//! two seconds after it starts (long enough for the service to come up and report ready).
+//! Fault injection for the supervision tests: with `LIVESKU_FAULT_PANIC_STAGE=<stage>[@<secs>]` that stage
+//! panics `secs` (default 2) seconds after it starts, so the service can first come up and report ready.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -79,11 +79,11 @@ pub fn spawn(
     run: impl FnOnce() -> Result<(), String> + Send + 'static,
 ) -> std::io::Result<JoinHandle<()>> {
     let (health, name) = (health.clone(), stage.to_string());
-    let inject = std::env::var("LIVESKU_FAULT_PANIC_STAGE").is_ok_and(|s| s == stage);
+    let inject = injected_panic(stage);
     std::thread::Builder::new().name(format!("livesku-{stage}")).spawn(move || {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            if inject {
-                std::thread::sleep(Duration::from_secs(2));
+            if let Some(after) = inject {
+                std::thread::sleep(after);
                 panic!("fault injected by LIVESKU_FAULT_PANIC_STAGE");
             }
             run()
@@ -94,6 +94,13 @@ pub fn spawn(
             Err(panic) => health.fail(&name, format!("panicked: {}", panic_message(&*panic))),
         }
     })
+}
+
+/// `LIVESKU_FAULT_PANIC_STAGE` names this stage: after how long it is to panic.
+fn injected_panic(stage: &str) -> Option<Duration> {
+    let spec = std::env::var("LIVESKU_FAULT_PANIC_STAGE").ok()?;
+    let (name, secs) = spec.split_once('@').unwrap_or((spec.as_str(), "2"));
+    (name == stage).then(|| Duration::try_from_secs_f64(secs.parse().unwrap_or(2.0)).unwrap_or(Duration::from_secs(2)))
 }
 
 fn panic_message(p: &(dyn std::any::Any + Send)) -> String {

@@ -61,6 +61,8 @@ struct StreamView {
     recent: VecDeque<Instant>,
     on_screen: BTreeMap<String, OnScreen>,
     asr_text: Option<String>,
+    /// Last keyframe the matcher has been through (`frame` is the latest out of the decoder).
+    processed_seq: Option<u64>,
 }
 
 impl Default for StreamView {
@@ -71,6 +73,7 @@ impl Default for StreamView {
             recent: VecDeque::new(),
             on_screen: BTreeMap::new(),
             asr_text: None,
+            processed_seq: None,
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct StreamBoard {
     pub stream_id: String,
     pub latest_seq: Option<u64>,
     pub latest_unix_ms: Option<u64>,
+    /// Last keyframe through the encoder and matcher.
+    pub processed_seq: Option<u64>,
     pub keyframes_per_sec: f64,
     pub on_screen: Vec<OnScreen>,
     pub asr_text: Option<String>,
@@ -135,7 +140,8 @@ impl Board {
         let _ = self.updates.send(u);
     }
 
-    /// Takes the frame's image (the matcher is done with it).
+    /// The camera now: the stream's latest keyframe out of the decoder (ingest's preview tap, before the
+    /// encoder's queue, so the tile does not lag behind a busy encoder).
     pub fn frame(&self, frame: Keyframe) {
         let now = Instant::now();
         let f = Arc::new(Frame {
@@ -159,6 +165,13 @@ impl Board {
             }
         }
         self.send(update);
+    }
+
+    /// The matcher has been through keyframe `seq` of the stream.
+    pub fn processed(&self, stream_id: &StreamId, seq: u64) {
+        if let Some(view) = self.streams.lock().get_mut(stream_id) {
+            view.processed_seq = Some(seq);
+        }
     }
 
     pub fn asr_text(&self, stream_id: &StreamId, text: &str) {
@@ -242,6 +255,7 @@ fn view_snapshot(id: &str, v: &StreamView) -> StreamBoard {
         stream_id: id.to_string(),
         latest_seq: v.frame.as_ref().map(|f| f.seq),
         latest_unix_ms: v.frame.as_ref().map(|f| f.captured_unix_ms),
+        processed_seq: v.processed_seq,
         keyframes_per_sec: n as f64 / span.as_secs_f64(),
         on_screen: v.on_screen.values().cloned().collect(),
         asr_text: v.asr_text.clone(),

@@ -48,7 +48,7 @@ fn detail(state: &State, info: StreamInfo) -> Value {
     v["keyframes_per_sec"] =
         json!(board.as_ref().map_or(0.0, |b| (b.keyframes_per_sec * 100.0).round() / 100.0));
     // Last keyframe through the encoder and matcher (`keyframes` counts what ingest delivered).
-    v["last_processed_seq"] = json!(board.as_ref().and_then(|b| b.latest_seq));
+    v["last_processed_seq"] = json!(board.as_ref().and_then(|b| b.processed_seq));
     v["on_screen"] = json!(board.as_ref().map(|b| b.on_screen.clone()).unwrap_or_default());
     v
 }

@@ -84,7 +84,7 @@ pub fn serve(cfg: ServiceConfig, duration: Option<Duration>, until_sources_end: 
     });
     drop(guard);
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-    let report = publisher.shutdown(left);
+    let report = publisher.shutdown(left.min(publisher.flush_timeout()));
     if report.undelivered > 0 {
         tracing::error!(undelivered = report.undelivered, "events not delivered before the flush timeout");
     }

@@ -1,7 +1,8 @@
 //! Exact top-k by inner product: queries x gallery block matrix products (ndarray/matrixmultiply),
-//! gallery rows split across threads, a small sorted top-k per query.
+//! gallery rows split across rayon's pool when there are many, a small sorted top-k per query.
 
-use ndarray::{ArrayView2, linalg::general_mat_mul, Array2};
+use ndarray::{Array2, ArrayView2, linalg::general_mat_mul};
+use rayon::prelude::*;
 
 /// One search hit: gallery row and score (inner product).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,19 +55,16 @@ pub fn search(gallery: &[f32], dim: usize, queries: &[f32], k: usize, skip: &(dy
     if m == 0 || k == 0 {
         return vec![Vec::new(); m];
     }
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n.div_ceil(BLOCK)).max(1);
+    // Galleries of up to one block (the usual catalogue) are searched on the caller's thread; larger ones
+    // are split over rayon's pool (its threads live as long as the process: no spawn per query).
+    let threads = rayon::current_num_threads().min(n.div_ceil(BLOCK)).max(1);
     let per = n.div_ceil(threads).div_ceil(BLOCK) * BLOCK;
     let Ok(q) = ArrayView2::from_shape((m, dim), &queries[..m * dim]) else { return Vec::new() };
-    let partial: Vec<Vec<TopK>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (start, end) = ((t * per).min(n), ((t + 1) * per).min(n));
-                let q = q.view();
-                s.spawn(move || search_range(gallery, dim, q, start, end, k, skip))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("search thread panicked")).collect()
-    });
+    let range = |t: usize| search_range(gallery, dim, q.view(), (t * per).min(n), ((t + 1) * per).min(n), k, skip);
+    let partial: Vec<Vec<TopK>> = match threads {
+        1 => vec![range(0)],
+        _ => (0..threads).into_par_iter().map(range).collect(),
+    };
     let mut merged: Vec<TopK> = (0..m).map(|_| TopK::new(k)).collect();
     for part in partial {
         for (acc, p) in merged.iter_mut().zip(part) {

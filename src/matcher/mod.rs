@@ -49,6 +49,8 @@ pub enum Output {
     Event { event: DetectionEvent, image_url: Option<String> },
     /// The speech a keyframe was tagged with (the dashboard's "heard" line).
     Heard { stream: StreamKey, text: String },
+    /// Keyframe `seq` of the stream has been matched (after its events, if any).
+    Matched { stream: StreamKey, seq: u64 },
 }
 
 pub struct Matcher {
@@ -101,8 +103,9 @@ impl Matcher {
     fn match_frame(&mut self, e: Embedded, out: &mut impl FnMut(Output)) {
         let decisions = self.tracker.observe(&self.observation(&e));
         self.publish(decisions, Some(e.frame.captured_at), out);
+        let key = e.frame.key();
+        out(Output::Matched { stream: key.clone(), seq: e.frame.seq });
         if let Some(text) = e.text {
-            let key = e.frame.key();
             let part = e.embedding.get(self.settings.visual_dim..).unwrap_or_default();
             let norm = dot(part, part).sqrt();
             if norm > 0.0 {

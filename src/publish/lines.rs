@@ -39,7 +39,9 @@ impl LinesSink {
 
 impl Sink for LinesSink {
     fn send(&mut self, _event: &DetectionEvent, payload: &[u8], _wait: Duration) -> Result<(), PublishError> {
-        let r = self.out.write_all(payload).and_then(|_| self.out.write_all(b"\n"));
+        // Flushed per event: events are few, and one counts as delivered only once it is in the file
+        // (a reader tailing it sees it at once).
+        let r = self.out.write_all(payload).and_then(|_| self.out.write_all(b"\n")).and_then(|_| self.out.flush());
         match r {
             Ok(()) => {
                 self.metrics.settle(&self.metrics.delivered);

@@ -221,6 +221,7 @@ impl Service {
                     emit(event);
                 }
                 matcher::Output::Heard { stream, text } => view.asr_text(&stream.id, &text),
+                matcher::Output::Matched { stream, seq } => view.processed(&stream.id, seq),
             })
         })?);
 

@@ -30,9 +30,14 @@ impl Service {
         let dir = tempfile::tempdir().unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let events = dir.path().join("events.jsonl");
+        // Top-level keys of `extra_toml` (before its first section) must come before any section.
+        let (top, sections) = match extra_toml.find('[') {
+            Some(i) => extra_toml.split_at(i),
+            None => (extra_toml, ""),
+        };
         let config = format!(
-            "[gallery]\npath = {gallery:?}\n[publish]\nsink = \"file\"\nfile = {events:?}\n\
-             [api]\nenabled = true\nlisten = {addr:?}\ntoken = {TOKEN:?}\n{extra_toml}\n"
+            "{top}\n[gallery]\npath = {gallery:?}\n[publish]\nsink = \"file\"\nfile = {events:?}\n\
+             [api]\nenabled = true\nlisten = {addr:?}\ntoken = {TOKEN:?}\n{sections}\n"
         );
         let cfg_path = dir.path().join("livesku.toml");
         std::fs::write(&cfg_path, config).unwrap();
@@ -60,6 +65,51 @@ impl Service {
             assert!(Instant::now() < deadline, "livesku run not ready within 180 s:\n{}", svc.log());
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Detection events written so far (complete lines of the file sink).
+    pub fn events(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.events_file()).unwrap_or_default();
+        text.split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("event line is not JSON ({e}): {l}")))
+            .collect()
+    }
+
+    /// Polls until `ok` holds for the events so far.
+    pub fn wait_events(&self, timeout: Duration, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let events = self.events();
+            if ok(&events) {
+                return events;
+            }
+            assert!(Instant::now() < deadline, "events not as expected within {timeout:?}: {events:#?}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self._proc.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "livesku run still running after {timeout:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process's exit status, once it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self._proc.0.try_wait().unwrap()
     }
 
     pub fn log(&self) -> String {
