@@ -112,9 +112,12 @@ fn auth_validation_unknown_ids_and_stream_lifecycle() {
         "livesku_publish_delivered_total",
         "livesku_publish_buffered_events",
         "livesku_encoder_open_queues 1",
+        "livesku_discarded_total{stage=\"encoder\",reason=\"expired\"} 0",
+        "livesku_keyframes_abstained_total",
     ] {
         assert!(text.contains(series), "/metrics lacks {series}:\n{text}");
     }
+    assert_metrics_documented(&text);
 
     let jpeg = svc.get("/streams/cam1/frame.jpg");
     assert_eq!(jpeg.status, 200);
@@ -149,6 +152,25 @@ fn auth_validation_unknown_ids_and_stream_lifecycle() {
     let r = svc.send("POST", "/gallery/products", Some(&json!({"catalog": "/nonexistent/c.jsonl"})));
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(!svc.log().contains("panicked"), "{}", svc.log());
+}
+
+/// docs/metrics.md and `/metrics` list the same metric families (every stage enabled here: ASR, publisher).
+fn assert_metrics_documented(exposed: &str) {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();
+    let family = |name: &str| {
+        let n = name.trim_end_matches("_total");
+        n.to_string()
+    };
+    let exposed: std::collections::BTreeSet<String> =
+        exposed.lines().filter_map(|l| l.strip_prefix("# HELP ")).filter_map(|l| l.split(' ').next()).map(family).collect();
+    let documented: std::collections::BTreeSet<String> = docs
+        .lines()
+        .filter(|l| l.starts_with("| `livesku_"))
+        .flat_map(|l| l.split('|').nth(1).unwrap_or_default().split(',').map(|n| family(n.trim().trim_matches('`'))).collect::<Vec<_>>())
+        .collect();
+    let missing: Vec<_> = exposed.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&exposed).collect();
+    assert!(missing.is_empty() && stale.is_empty(), "docs/metrics.md: undocumented {missing:?}, not exposed {stale:?}");
 }
 
 fn wait_metric(svc: &Service, series: &str, want: f64) {

@@ -92,6 +92,13 @@ pub struct StreamBoard {
     pub asr_text: Option<String>,
 }
 
+/// One of the board's recent events, with its product's picture.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecentEvent {
+    pub event: DetectionEvent,
+    pub image_url: Option<String>,
+}
+
 /// What SSE clients receive (JSON, `type` says which).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -232,8 +239,8 @@ impl Board {
         self.streams.lock().get(id).map(|v| view_snapshot(id, v))
     }
 
-    pub fn recent_events(&self) -> Vec<serde_json::Value> {
-        self.events.lock().iter().map(|(e, img)| serde_json::json!({"event": e, "image_url": img})).collect()
+    pub fn recent_events(&self) -> Vec<RecentEvent> {
+        self.events.lock().iter().map(|(e, img)| RecentEvent { event: e.clone(), image_url: img.clone() }).collect()
     }
 
     /// Number of streams with a view (a removed stream has none).

@@ -6,8 +6,10 @@ use axum::body::Body;
 use axum::extract::{Path, State as S};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
 
+use super::board::RecentEvent;
+use super::streams::{StreamStatus, statuses};
 use super::{ApiError, State};
 
 const INDEX: &str = include_str!("static/index.html");
@@ -36,20 +38,14 @@ pub async fn style() -> impl IntoResponse {
 }
 
 /// Everything the page needs to draw itself; SSE updates follow.
-pub async fn board(S(state): S<State>) -> Json<Value> {
-    let svc = &state.service;
-    let streams: Vec<Value> = svc
-        .stream_infos()
-        .into_iter()
-        .map(|info| {
-            let board = svc.board.stream(&info.id);
-            json!({
-                "id": info.id, "uri": info.uri, "state": info.stats.state, "last_error": info.stats.last_error,
-                "keyframes": info.stats.keyframes, "board": board,
-            })
-        })
-        .collect();
-    Json(json!({"streams": streams, "events": svc.board.recent_events()}))
+#[derive(Serialize)]
+pub struct BoardSnapshot {
+    pub streams: Vec<StreamStatus>,
+    pub events: Vec<RecentEvent>,
+}
+
+pub async fn board(S(state): S<State>) -> Json<BoardSnapshot> {
+    Json(BoardSnapshot { streams: statuses(&state), events: state.service.board.recent_events() })
 }
 
 /// The stream's latest keyframe; encoded once per keyframe, on the blocking pool.

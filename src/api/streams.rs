@@ -4,11 +4,12 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State as S};
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use super::auth::Authorized;
 use super::{ApiError, State};
+use super::board::{OnScreen, StreamBoard};
+use crate::ingest::StatsSnapshot;
 use crate::service::{StreamInfo, StreamOptions};
 
 #[derive(Debug, Deserialize)]
@@ -35,42 +36,67 @@ fn check_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The service's view plus the dashboard's rate and last keyframe.
-fn detail(state: &State, info: StreamInfo) -> Value {
-    let board = state.service.board.stream(&info.id);
-    let mut v = json!(info);
-    // Always present (null when unknown), so clients need not guess.
-    for key in ["last_error", "last_keyframe_unix_ms"] {
-        if v.get(key).is_none() {
-            v[key] = Value::Null;
+/// How the API and the dashboard describe a stream (`GET /streams`, `GET /streams/{id}`, `/api/board`).
+#[derive(Debug, Serialize)]
+pub struct StreamStatus {
+    #[serde(flatten)]
+    pub info: StreamInfo,
+    /// Keyframes out of the decoder per second, recently.
+    pub keyframes_per_sec: f64,
+    /// Last keyframe through the encoder and matcher (`keyframes` counts what ingest delivered).
+    pub last_processed_seq: Option<u64>,
+    pub on_screen: Vec<OnScreen>,
+    /// The dashboard's live view (latest frame, speech heard, products on screen).
+    pub board: Option<StreamBoard>,
+}
+
+impl StreamStatus {
+    pub fn of(state: &State, info: StreamInfo) -> Self {
+        let board = state.service.board.stream(&info.id);
+        StreamStatus {
+            keyframes_per_sec: board.as_ref().map_or(0.0, |b| (b.keyframes_per_sec * 100.0).round() / 100.0),
+            last_processed_seq: board.as_ref().and_then(|b| b.processed_seq),
+            on_screen: board.as_ref().map(|b| b.on_screen.clone()).unwrap_or_default(),
+            board,
+            info,
         }
     }
-    v["keyframes_per_sec"] =
-        json!(board.as_ref().map_or(0.0, |b| (b.keyframes_per_sec * 100.0).round() / 100.0));
-    // Last keyframe through the encoder and matcher (`keyframes` counts what ingest delivered).
-    v["last_processed_seq"] = json!(board.as_ref().and_then(|b| b.processed_seq));
-    v["on_screen"] = json!(board.as_ref().map(|b| b.on_screen.clone()).unwrap_or_default());
-    v
 }
 
-pub async fn list(S(state): S<State>) -> Json<Value> {
-    let streams: Vec<Value> = state.service.stream_infos().into_iter().map(|i| detail(&state, i)).collect();
-    Json(json!({ "streams": streams }))
+#[derive(Debug, Serialize)]
+pub struct StreamList {
+    pub streams: Vec<StreamStatus>,
 }
 
-pub async fn get_one(S(state): S<State>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+#[derive(Debug, Serialize)]
+pub struct Removed {
+    pub id: String,
+    pub removed: bool,
+    #[serde(rename = "final")]
+    pub stats: StatsSnapshot,
+}
+
+pub fn statuses(state: &State) -> Vec<StreamStatus> {
+    state.service.stream_infos().into_iter().map(|i| StreamStatus::of(state, i)).collect()
+}
+
+pub async fn list(S(state): S<State>) -> Json<StreamList> {
+    Json(StreamList { streams: statuses(&state) })
+}
+
+pub async fn get_one(S(state): S<State>, Path(id): Path<String>) -> Result<Json<StreamStatus>, ApiError> {
     let info = state
         .service
         .stream_info(&id)
         .ok_or_else(|| ApiError::not_found(format!("no stream with id '{id}'")))?;
-    Ok(Json(detail(&state, info)))
+    Ok(Json(StreamStatus::of(&state, info)))
 }
 
 pub async fn add(
     _: Authorized,
     S(state): S<State>,
     body: Result<Json<AddStream>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<StreamStatus>), ApiError> {
     let Json(req) = body?;
     if req.uri.trim().is_empty() {
         return Err(ApiError::bad_request("\"uri\" must not be empty"));
@@ -89,16 +115,16 @@ pub async fn add(
     let id = svc.add_stream_with(Some(&id), req.uri.trim(), &req.options)?;
     let info =
         svc.stream_info(&id).ok_or_else(|| ApiError::internal("stream vanished right after adding"))?;
-    tracing::info!(stream = %id, uri = %req.uri, "stream added through the API");
-    Ok((StatusCode::CREATED, Json(detail(&state, info))))
+    tracing::info!(stream = %id, uri = %source.redacted(), "stream added through the API");
+    Ok((StatusCode::CREATED, Json(StreamStatus::of(&state, info))))
 }
 
 pub async fn remove(
     _: Authorized,
     S(state): S<State>,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Removed>, ApiError> {
     let stats = state.service.remove_stream(&id).await?;
     tracing::info!(stream = %id, "stream removed through the API");
-    Ok(Json(json!({"id": id, "removed": true, "final": stats})))
+    Ok(Json(Removed { id, removed: true, stats }))
 }

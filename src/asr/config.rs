@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use crate::config::ConfigError;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -72,15 +73,9 @@ impl Default for VadConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct AsrConfigError {
-    pub key: &'static str,
-    pub reason: String,
-}
-
 impl AsrConfig {
-    pub fn validate(&self) -> Result<(), AsrConfigError> {
-        let bad = |key, reason: &str| Err(AsrConfigError { key, reason: reason.to_string() });
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: &str| Err(ConfigError { key: String::from(key), problem: reason.to_string() });
         if !(self.window_secs > 0.0 && self.window_secs <= 600.0) {
             return bad("asr.window_secs", "must be in (0, 600]");
         }

@@ -40,6 +40,8 @@ pub enum AsrError {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Transcript {
     pub stream_id: StreamId,
+    /// Session of the stream (see [`crate::messages::StreamKey`]).
+    pub generation: u64,
     pub start_ms: u64,
     pub end_ms: u64,
     pub text: String,

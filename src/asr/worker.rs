@@ -19,7 +19,7 @@ use super::vad::{SAMPLE_RATE, Vad, VadState, WINDOW};
 use super::{AsrError, Transcript};
 use crate::encode::Provider;
 use crate::encode::runtime::SessionOptions;
-use crate::messages::{AudioChunk, StreamId};
+use crate::messages::{AudioChunk, StreamKey};
 
 /// A jump in a stream's audio clock larger than this (a reconnect, lost data) ends the open utterance.
 const MAX_GAP_MS: u64 = 300;
@@ -73,7 +73,7 @@ impl AsrMetrics {
 
 /// An utterance waiting for a worker.
 struct Job {
-    stream_id: StreamId,
+    stream: StreamKey,
     start_ms: u64,
     samples: Vec<f32>,
 }
@@ -157,12 +157,13 @@ fn segment_loop(
     jobs: Sender<Job>,
     m: &AsrMetrics,
 ) {
-    let mut streams: HashMap<StreamId, StreamSeg> = HashMap::new();
+    // Per stream session: a stream added again under the same id starts with a fresh segmenter.
+    let mut streams: HashMap<StreamKey, StreamSeg> = HashMap::new();
     let mut warned_rate = false;
-    let submit = |id: &StreamId, origin_ms: u64, u: Utterance| {
+    let submit = |key: &StreamKey, origin_ms: u64, u: Utterance| {
         m.utterances.fetch_add(1, Relaxed);
         let job = Job {
-            stream_id: id.clone(),
+            stream: key.clone(),
             start_ms: origin_ms + u.start * 1000 / SAMPLE_RATE as u64,
             samples: u.samples,
         };
@@ -170,7 +171,7 @@ fn segment_loop(
             Ok(()) => {}
             Err(TrySendError::Full(job)) => {
                 let n = m.dropped.fetch_add(1, Relaxed) + 1;
-                tracing::warn!(stream = %job.stream_id, start_ms = job.start_ms, dropped = n,
+                tracing::warn!(stream = %job.stream, start_ms = job.start_ms, dropped = n,
                     "ASR workers saturated: utterance dropped");
             }
             Err(TrySendError::Disconnected(_)) => {}
@@ -185,7 +186,7 @@ fn segment_loop(
         };
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
-            let idle: Vec<StreamId> = streams
+            let idle: Vec<StreamKey> = streams
                 .iter()
                 .filter(|(_, s)| s.last_seen.elapsed() >= IDLE_AFTER)
                 .map(|(id, _)| id.clone())
@@ -208,7 +209,8 @@ fn segment_loop(
             continue;
         }
         m.audio_ms.fetch_add((chunk.samples.len() as u64 * 1000) / SAMPLE_RATE as u64, Relaxed);
-        let st = streams.entry(chunk.stream_id.clone()).or_insert_with(|| StreamSeg {
+        let key = StreamKey { id: chunk.stream_id.clone(), generation: chunk.generation };
+        let st = streams.entry(key.clone()).or_insert_with(|| StreamSeg {
             vad: VadState::default(),
             seg: Segmenter::new(cfg),
             origin_ms: chunk.pts_ms,
@@ -221,7 +223,7 @@ fn segment_loop(
             tracing::debug!(stream = %chunk.stream_id, expected = st.expected_ms(), got = chunk.pts_ms,
                 "audio clock jump: restarting segmentation");
             if let Some(u) = st.seg.flush() {
-                submit(&chunk.stream_id, st.origin_ms, u);
+                submit(&key, st.origin_ms, u);
             }
             st.vad.reset();
             st.pending.clear();
@@ -243,7 +245,7 @@ fn segment_loop(
                 }
             };
             if let Some(u) = st.seg.push(window, p) {
-                submit(&chunk.stream_id, st.origin_ms, u);
+                submit(&key, st.origin_ms, u);
             }
         }
         st.pending.drain(..at);
@@ -256,7 +258,7 @@ fn segment_loop(
             // file's speech would lose text for no reason.
             m.utterances.fetch_add(1, Relaxed);
             let job = Job {
-                stream_id: id,
+                stream: id,
                 start_ms: st.origin_ms + u.start * 1000 / SAMPLE_RATE as u64,
                 samples: u.samples,
             };
@@ -281,7 +283,7 @@ fn transcribe_loop(
         let d = match result {
             Ok(d) => d,
             Err(e) => {
-                tracing::error!(stream = %job.stream_id, start_ms = job.start_ms, "ASR failed: {e}");
+                tracing::error!(stream = %job.stream, start_ms = job.start_ms, "ASR failed: {e}");
                 continue;
             }
         };
@@ -290,13 +292,14 @@ fn transcribe_loop(
         // low confidence or a hit token bound (a repetition loop) are not worth tagging frames with.
         if d.text.trim().is_empty() || confidence < min_confidence || d.truncated {
             m.rejected.fetch_add(1, Relaxed);
-            tracing::debug!(stream = %job.stream_id, text = %d.text, confidence, truncated = d.truncated,
+            tracing::debug!(stream = %job.stream, text = %d.text, confidence, truncated = d.truncated,
                 "transcript rejected");
             continue;
         }
         m.transcribed.fetch_add(1, Relaxed);
         out(Transcript {
-            stream_id: job.stream_id,
+            stream_id: job.stream.id,
+            generation: job.stream.generation,
             start_ms: job.start_ms,
             end_ms: job.start_ms + dur_ms,
             text: d.text,

@@ -46,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         queue: 256,
         ..AsrConfig::default()
     };
-    asr_cfg.validate().map_err(|e| anyhow::anyhow!("{}: {}", e.key, e.reason))?;
+    asr_cfg.validate()?;
     ingest::pipeline::init()?;
 
     let (kf_tx, kf_rx) = crossbeam_channel::bounded(cfg.channel_capacity);

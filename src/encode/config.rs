@@ -4,13 +4,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::Deserialize;
-
-#[derive(Debug, thiserror::Error)]
-#[error("encoder config: {key}: {reason}")]
-pub struct ConfigError {
-    pub key: &'static str,
-    pub reason: String,
-}
+use crate::config::ConfigError;
 
 /// Where inference runs. Written as `cpu`, `cuda:N` or `tensorrt:N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,7 +91,7 @@ impl Default for EncoderConfig {
 
 impl EncoderConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key, reason: &str| Err(ConfigError { key, reason: reason.to_string() });
+        let bad = |key: &str, reason: &str| Err(ConfigError { key: String::from(key), problem: reason.to_string() });
         if self.max_batch == 0 || self.max_batch > 1024 {
             return bad("encoder.max_batch", "must be between 1 and 1024");
         }

@@ -1,9 +1,10 @@
 //! The text tower: `tokenizers` + ONNX Runtime, with a bounded cache of embeddings for repeated texts
 //! (product titles, recurring transcript phrases).
 
-use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use lru::LruCache;
 use ort::session::Session;
 use ort::value::TensorRef;
 use tokenizers::Tokenizer;
@@ -17,10 +18,8 @@ pub struct TextEncoder {
     session: Session,
     tokenizer: Tokenizer,
     spec: TextSpec,
-    cache: HashMap<String, Arc<[f32]>>,
-    /// Insertion order for eviction (oldest first).
-    order: VecDeque<String>,
-    capacity: usize,
+    /// Embeddings of recent texts, least recently used evicted first; `None` when `text_cache = 0`.
+    cache: Option<LruCache<String, Arc<[f32]>>>,
 }
 
 impl TextEncoder {
@@ -49,9 +48,7 @@ impl TextEncoder {
             session,
             tokenizer,
             spec,
-            cache: HashMap::new(),
-            order: VecDeque::new(),
-            capacity: cache_capacity,
+            cache: NonZeroUsize::new(cache_capacity).map(LruCache::new),
         })
     }
 
@@ -92,40 +89,36 @@ impl TextEncoder {
         let mut missing: Vec<&str> = texts
             .iter()
             .copied()
-            .filter(|t| !self.cache.contains_key(*t))
+            .filter(|t| !self.cache.as_ref().is_some_and(|c| c.contains(*t)))
             .collect();
         missing.sort_unstable();
         missing.dedup();
         if !missing.is_empty() {
             let fresh = self.run(&missing)?;
-            for (text, v) in missing.iter().zip(fresh) {
-                self.insert(text, v.into());
+            let fresh: Vec<Arc<[f32]>> = fresh.into_iter().map(Into::into).collect();
+            let out = texts
+                .iter()
+                .map(|t| {
+                    let i = missing.binary_search(t).ok();
+                    i.map(|i| fresh[i].clone()).or_else(|| self.cache.as_mut().and_then(|c| c.get(*t).cloned()))
+                })
+                .collect::<Option<Vec<_>>>();
+            if let Some(cache) = self.cache.as_mut() {
+                for (text, v) in missing.iter().zip(&fresh) {
+                    cache.put(text.to_string(), v.clone());
+                }
+            }
+            if let Some(out) = out {
+                return Ok(out);
             }
         }
-        // A text evicted while inserting this very batch (tiny cache) is recomputed on its own.
         texts
             .iter()
-            .map(|t| match self.cache.get(*t) {
-                Some(v) => Ok(v.clone()),
+            .map(|t| match self.cache.as_mut().and_then(|c| c.get(*t).cloned()) {
+                Some(v) => Ok(v),
                 None => Ok(self.run(&[t])?.remove(0).into()),
             })
             .collect()
-    }
-
-    fn insert(&mut self, text: &str, v: Arc<[f32]>) {
-        if self.capacity == 0 {
-            return;
-        }
-        while self.cache.len() >= self.capacity {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.cache.remove(&old);
-                }
-                None => break,
-            }
-        }
-        self.order.push_back(text.to_string());
-        self.cache.insert(text.to_string(), v);
     }
 
     /// Runs the model, uncached.

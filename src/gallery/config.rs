@@ -1,13 +1,7 @@
 //! `[gallery]` configuration section: which search index to use.
 
 use serde::Deserialize;
-
-#[derive(Debug, thiserror::Error)]
-#[error("gallery config: {key}: {reason}")]
-pub struct ConfigError {
-    pub key: &'static str,
-    pub reason: String,
-}
+use crate::config::ConfigError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -51,7 +45,7 @@ impl Default for GalleryConfig {
 
 impl GalleryConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key, reason: &str| Err(ConfigError { key, reason: reason.to_string() });
+        let bad = |key: &str, reason: &str| Err(ConfigError { key: String::from(key), problem: reason.to_string() });
         if !(2..=256).contains(&self.hnsw.m) {
             return bad("gallery.hnsw.m", "must be between 2 and 256");
         }

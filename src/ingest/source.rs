@@ -36,10 +36,22 @@ impl Source {
                  srt://, file:// or a file path"
             )));
         }
+        let parsed = url::Url::parse(input)
+            .map_err(|e| IngestError::BadSource(format!("{}: not a valid URI ({e})", redact(input))))?;
+        if parsed.host_str().is_none_or(str::is_empty) {
+            return Err(IngestError::BadSource(format!("{}: the URI names no host", redact(input))));
+        }
+        // GStreamer gets the URI as written; `url` only validates it.
         Ok(Self {
             uri: input.to_string(),
             live: true,
         })
+    }
+
+    /// The URI without its password (`rtsp://user:pass@host` gives `rtsp://user:***@host`), for logs
+    /// and error messages.
+    pub fn redacted(&self) -> String {
+        redact(&self.uri)
     }
 
     fn from_path(path: &Path) -> Result<Self, IngestError> {
@@ -62,13 +74,12 @@ impl Source {
     /// A readable default stream id: the last path segment without extension (`rtmp://h/live/shop1`
     /// gives `shop1`, `/x/demo.mp4` gives `demo`).
     pub fn default_id(&self) -> String {
-        let trimmed = self
-            .uri
-            .split(['?', '#'])
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('/');
-        let last = trimmed.rsplit('/').next().unwrap_or("stream");
+        let last = url::Url::parse(&self.uri)
+            .ok()
+            .and_then(|u| u.path_segments()?.rfind(|s| !s.is_empty()).map(str::to_string))
+            .map(|s| percent_decode(&s))
+            .unwrap_or_else(|| "stream".into());
+        let last = last.as_str();
         let stem = match last.rsplit_once('.') {
             Some((stem, _)) if !stem.is_empty() => stem,
             _ => last,
@@ -79,6 +90,32 @@ impl Source {
             stem.to_string()
         }
     }
+}
+
+/// `input` with any password in it replaced by `***`, also when it does not parse as a URI.
+pub fn redact(input: &str) -> String {
+    if let Ok(mut u) = url::Url::parse(input) {
+        if u.password().is_some() {
+            let _ = u.set_password(Some("***"));
+        }
+        return u.to_string();
+    }
+    // Unparseable: cut `user:password@` out of what looks like the authority.
+    let Some((scheme, rest)) = input.split_once("://") else { return input.to_string() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***{}", &rest[at..])
+        }
+        None => input.to_string(),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map_or_else(|| s.to_string(), |(_, v)| v.into_owned())
 }
 
 #[cfg(test)]
@@ -94,6 +131,17 @@ mod tests {
             Source::parse("http://h/x/index.m3u8").unwrap().default_id(),
             "index"
         );
+    }
+
+    #[test]
+    fn malformed_uris_and_passwords() {
+        let err = Source::parse("rtsp://user:secret@[::1/x").unwrap_err().to_string();
+        assert!(err.contains("not a valid URI") && !err.contains("secret"), "{err}");
+        assert!(Source::parse("rtmp:///live/x").unwrap_err().to_string().contains("no host"));
+        let s = Source::parse("rtsp://cam:hunter2@10.0.0.5:554/stream1?x=1").unwrap();
+        assert_eq!(s.redacted(), "rtsp://cam:***@10.0.0.5:554/stream1?x=1");
+        assert_eq!(s.default_id(), "stream1");
+        assert_eq!(Source::parse("rtmp://h/live/").unwrap().default_id(), "live");
     }
 
     #[test]

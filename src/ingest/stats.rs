@@ -27,7 +27,7 @@ pub struct StreamStats {
 #[derive(Debug, Clone, Serialize)]
 pub struct StatsSnapshot {
     pub state: StreamState,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Always present (null when none), so clients need not guess.
     pub last_error: Option<String>,
     pub keyframes: u64,
     pub duplicates_skipped: u64,
@@ -35,7 +35,6 @@ pub struct StatsSnapshot {
     pub reconnects: u64,
     pub audio_seconds: f64,
     pub audio_dropped: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_keyframe_unix_ms: Option<u64>,
 }
 

@@ -22,11 +22,16 @@ pub struct MatchMetrics {
 
 impl Default for MatchMetrics {
     fn default() -> Self {
+        let events: Family<Vec<(&'static str, &'static str)>, Counter> = Family::default();
+        // Every type exported from the start (at 0), so rates work before the first event.
+        for kind in [DecisionKind::Appeared, DecisionKind::Updated, DecisionKind::Disappeared] {
+            let _ = events.get_or_create(&vec![("type", kind.as_str())]);
+        }
         MatchMetrics {
             // 50 us .. ~0.8 s
             search_seconds: Histogram::new(exponential_buckets(0.00005, 2.0, 15)),
             e2e_emitted_seconds: Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0]),
-            events: Family::default(),
+            events,
             abstained: Counter::default(),
         }
     }

@@ -46,7 +46,7 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub enum Output {
     /// A detection event, with the picture the dashboard shows for its product.
-    Event { event: DetectionEvent, image_url: Option<String> },
+    Event { event: Box<DetectionEvent>, image_url: Option<String> },
     /// The speech a keyframe was tagged with (the dashboard's "heard" line).
     Heard { stream: StreamKey, text: String },
     /// Keyframe `seq` of the stream has been matched (after its events, if any).
@@ -174,7 +174,7 @@ impl Matcher {
                 self.metrics.observe_e2e(t);
             }
             let image_url = product.and_then(crate::gallery::admin::product_image_url);
-            out(Output::Event { event, image_url });
+            out(Output::Event { event: Box::new(event), image_url });
         }
     }
 }

@@ -22,18 +22,13 @@ pub fn ensure_topic(
     let topic = NewTopic::new(&cfg.topic, partitions, TopicReplication::Fixed(replication));
     let opts = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
     let results = futures::executor::block_on(admin.create_topics([&topic], &opts))?;
-    for r in results {
-        match r {
-            Ok(_) => return Ok(true),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => return Ok(false),
-            Err((name, code)) => {
-                return Err(PublishError::Kafka(rdkafka::error::KafkaError::AdminOp(code))).inspect_err(
-                    |_| {
-                        tracing::warn!(topic = %name, ?code, "topic creation failed");
-                    },
-                );
-            }
+    // One topic asked for: one result.
+    match results.into_iter().next() {
+        Some(Ok(_)) => Ok(true),
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => Ok(false),
+        Some(Err((name, code))) => {
+            tracing::warn!(topic = %name, ?code, "topic creation failed");
+            Err(PublishError::Kafka(rdkafka::error::KafkaError::AdminOp(code)))
         }
     }
-    Ok(false)
 }

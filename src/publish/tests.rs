@@ -12,7 +12,7 @@ fn events(n: usize) -> Vec<DetectionEvent> {
     let mut seq = 0u64;
     while out.len() < n {
         // Alternate products every 8 keyframes: appeared/disappeared pairs.
-        let p = if (seq / 8) % 2 == 0 { "a" } else { "b" };
+        let p = if (seq / 8).is_multiple_of(2) { "a" } else { "b" };
         let o = Observation {
             stream_id: "s".into(),
             generation: 0,

@@ -95,7 +95,7 @@ mod tests {
 
     fn checker(w: u32, h: u32, cell: u32) -> image::RgbImage {
         image::RgbImage::from_fn(w, h, |x, y| {
-            if (x / cell + y / cell) % 2 == 0 {
+            if (x / cell + y / cell).is_multiple_of(2) {
                 image::Rgb([240, 240, 240])
             } else {
                 image::Rgb([10, 10, 10])

@@ -168,11 +168,11 @@ impl ServiceConfig {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.ingest.validate()?;
-        self.encoder.validate().map_err(|e| invalid(e.key, e.reason))?;
-        self.gallery.search.validate().map_err(|e| invalid(e.key, e.reason))?;
+        self.encoder.validate()?;
+        self.gallery.search.validate()?;
         self.track.validate()?;
         self.publish.validate()?;
-        self.asr.validate().map_err(|e| invalid(e.key, e.reason))?;
+        self.asr.validate()?;
         self.api.validate()?;
         if self.gallery.top_k.is_some_and(|k| !(2..=100).contains(&k)) {
             return Err(invalid("gallery.top_k", "must be between 2 and 100"));

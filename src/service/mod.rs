@@ -200,7 +200,7 @@ impl Service {
 
         // Encode: per-stream queues (opened in add_stream) -> batches -> embeddings.
         let (tags, window_ms) = (transcripts.clone(), (cfg.asr.window_secs * 1000.0) as u64);
-        let tagger: crate::encode::batcher::Tagger = Box::new(move |key, pts| tags.tag(&key.id, pts, window_ms));
+        let tagger: crate::encode::batcher::Tagger = Box::new(move |key, pts| tags.tag(key, pts, window_ms));
         let (batcher, embedded) = Batcher::start(encoder, BatcherConfig::from(&cfg.encoder), Some(tagger), &health)?;
         let encoder_metrics = batcher.metrics();
 
@@ -218,7 +218,7 @@ impl Service {
             matcher.run(embedded, |out| match out {
                 matcher::Output::Event { event, image_url } => {
                     view.event(&event, image_url);
-                    emit(event);
+                    emit(*event);
                 }
                 matcher::Output::Heard { stream, text } => view.asr_text(&stream.id, &text),
                 matcher::Output::Matched { stream, seq } => view.processed(&stream.id, seq),
@@ -316,13 +316,13 @@ impl Service {
             i.map(|i| streams.running.remove(i)).ok_or_else(|| ServiceError::UnknownStream(id.to_string()))?
         };
         stream.handle.stop();
-        let stats = stream.handle.stats.clone();
+        let (stats, key) = (stream.handle.stats.clone(), stream.handle.key.clone());
         stream.handle.wait().await;
+        self.transcripts.remove(&key);
         // Unless the id was added again meanwhile.
         let streams = self.streams.lock();
         if !streams.running.iter().any(|s| &*s.handle.id == id) {
             self.board.remove_stream(id);
-            self.transcripts.remove(id);
         }
         Ok(stats.snapshot())
     }
