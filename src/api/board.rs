@@ -1,6 +1,7 @@
 //! The live view behind the moderator dashboard: per stream the latest keyframe, the products on screen
-//! and the latest speech text, plus a ring of recent events. The matcher writes it (cheap, never blocks);
-//! the API reads snapshots and forwards [`Update`]s to browsers over SSE.
+//! and the latest speech text, plus a ring of recent events. A narrow handle created by the service: each
+//! stream's ingest writes its latest frame (preview tap), the matcher's output its events, speech and
+//! progress (cheap, never blocks); the API reads snapshots and forwards [`Update`]s to browsers over SSE.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
@@ -266,5 +267,88 @@ fn view_snapshot(id: &str, v: &StreamView) -> StreamBoard {
         keyframes_per_sec: n as f64 / span.as_secs_f64(),
         on_screen: v.on_screen.values().cloned().collect(),
         asr_text: v.asr_text.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::event::EventContext;
+    use crate::track::{Match, Observation, TrackConfig, Tracker};
+
+    fn keyframe(stream: &str, seq: u64) -> Keyframe {
+        Keyframe {
+            stream_id: stream.into(),
+            generation: 0,
+            seq,
+            pts_ms: seq * 1000,
+            captured_at: SystemTime::now(),
+            image: image::RgbImage::new(2, 2),
+            phash: 0,
+        }
+    }
+
+    /// `product.appeared` of "p" on `stream`, then its `product.disappeared`.
+    fn episode(stream: &str) -> (DetectionEvent, DetectionEvent) {
+        let ctx = EventContext { model_version: "m".into(), gallery_version: "g".into(), worker: "w".into() };
+        let mut t = Tracker::new(TrackConfig::default());
+        let mut decisions = Vec::new();
+        for seq in 0..4 {
+            decisions.extend(t.observe(&Observation {
+                stream_id: stream.into(),
+                generation: 0,
+                seq,
+                pts_ms: seq * 1000,
+                captured_at: SystemTime::UNIX_EPOCH + Duration::from_secs(seq),
+                matches: vec![Match::new("p", 0.9), Match::new("q", 0.3)],
+                asr_text: None,
+            }));
+        }
+        decisions.extend(t.finish());
+        let mut ev = decisions.iter().map(|d| DetectionEvent::from_decision(d, Some("P"), &ctx));
+        (ev.next().unwrap(), ev.last().unwrap())
+    }
+
+    #[test]
+    fn views_follow_frames_events_and_progress_of_added_streams_only() {
+        let board = Board::default();
+        let mut updates = board.subscribe();
+        board.add_stream(&"s".into());
+        board.frame(keyframe("s", 3));
+        board.processed(&"s".into(), 2);
+        board.asr_text(&"s".into(), "look at this");
+        let (on, off) = episode("s");
+        board.event(&on, Some("/img".into()));
+        let view = board.stream("s").unwrap();
+        assert_eq!((view.latest_seq, view.processed_seq), (Some(3), Some(2)));
+        assert_eq!(view.asr_text.as_deref(), Some("look at this"));
+        assert_eq!(view.on_screen.len(), 1);
+        assert_eq!(view.on_screen[0].image_url.as_deref(), Some("/img"));
+        assert!(board.latest_frame("s").unwrap().jpeg().unwrap().starts_with(&[0xFF, 0xD8]));
+        board.event(&off, None);
+        assert!(board.stream("s").unwrap().on_screen.is_empty());
+        assert_eq!(board.recent_events().len(), 2);
+        // Subscribers got every change, in order.
+        let kinds: Vec<&str> = std::iter::from_fn(|| updates.try_recv().ok())
+            .map(|u| match u {
+                Update::Streams => "streams",
+                Update::Frame { .. } => "frame",
+                Update::Asr { .. } => "asr",
+                Update::Event { .. } => "event",
+            })
+            .collect();
+        assert_eq!(kinds, ["streams", "frame", "asr", "event", "event"]);
+
+        // A removed stream's late frames and events do not bring its view back.
+        board.remove_stream("s");
+        board.frame(keyframe("s", 4));
+        board.processed(&"s".into(), 4);
+        board.event(&on, None);
+        assert!(board.stream("s").is_none() && board.is_empty());
+        // Frames of streams never added are ignored too.
+        board.frame(keyframe("other", 0));
+        assert!(board.latest_frame("other").is_none());
     }
 }
