@@ -43,6 +43,54 @@ pub mod duration {
     }
 }
 
+/// `_secs` settings (f64 seconds): a number of seconds under the `_secs` key, or a humantime string
+/// (`"10s"`, `"1m 30s"`) under the key without the suffix (or under either).
+pub mod secs {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        // Numbers are range-checked by the section's `validate`, whose error names the key.
+        match super::RawDuration::deserialize(d)? {
+            super::RawDuration::Number(n) => Ok(n),
+            super::RawDuration::Text(t) => super::humantime_text::<D::Error>(&t).map(|d| d.as_secs_f64()),
+        }
+    }
+}
+
+/// `_ms` settings (integer milliseconds): a number of milliseconds, or a humantime string (`"250ms"`,
+/// `"2s"`) under the key without the suffix (or under either).
+pub mod millis {
+    use serde::{Deserialize, Deserializer, de::Error};
+
+    fn ms<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        let v = match super::RawDuration::deserialize(d)? {
+            super::RawDuration::Number(n) => n,
+            super::RawDuration::Text(t) => super::humantime_text::<D::Error>(&t)?.as_secs_f64() * 1000.0,
+        };
+        if v.is_finite() && v >= 0.0 { Ok(v.round()) } else { Err(D::Error::custom(format!("{v} is not a duration: must be finite and >= 0"))) }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        ms(d).map(|v| v as u64)
+    }
+
+    pub fn deserialize_u32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        ms(d).and_then(|v| u32::try_from(v as u64).map_err(|_| D::Error::custom("duration too long")))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Number(f64),
+    Text(String),
+}
+
+fn humantime_text<E: serde::de::Error>(t: &str) -> Result<Duration, E> {
+    humantime::parse_duration(t.trim())
+        .map_err(|e| E::custom(format!("'{t}' is not a duration ({e}); write e.g. \"10s\" or \"250ms\"")))
+}
+
 /// How sampled keyframes are fitted to the encoder's square-ish input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
@@ -77,12 +125,17 @@ pub struct IngestConfig {
     /// A keyframe within this many pHash bits of the last kept one is skipped (0 = keep all).
     pub dedup_max_distance: u32,
     /// A static shot is still re-sampled this often.
+    #[serde(alias = "dedup_refresh", deserialize_with = "crate::config::secs::deserialize")]
     pub dedup_refresh_secs: f64,
     /// Audio is delivered in chunks of at least this length.
+    #[serde(alias = "audio_chunk", deserialize_with = "crate::config::millis::deserialize_u32")]
     pub audio_chunk_ms: u32,
     /// No buffer at all for this long means the source is stalled (or, for RTMP, a wrong stream key).
+    #[serde(alias = "stall_timeout", deserialize_with = "crate::config::secs::deserialize")]
     pub stall_timeout_secs: f64,
+    #[serde(alias = "backoff_initial", deserialize_with = "crate::config::secs::deserialize")]
     pub backoff_initial_secs: f64,
+    #[serde(alias = "backoff_max", deserialize_with = "crate::config::secs::deserialize")]
     pub backoff_max_secs: f64,
     /// Give up after this many consecutive failed attempts (absent = retry forever).
     pub max_reconnects: Option<u32>,
@@ -197,6 +250,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("widht"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod durations {
+    use crate::service::ServiceConfig;
+
+    #[test]
+    fn old_suffixed_keys_and_humantime_keys_both_work() {
+        let old: ServiceConfig = toml::from_str(
+            "[ingest]\nstall_timeout_secs = 7\n[encoder]\nlive_max_age_ms = 1500\n[track]\noff_after_secs = 2.5",
+        )
+        .unwrap();
+        let new: ServiceConfig = toml::from_str(
+            "[ingest]\nstall_timeout = \"7s\"\n[encoder]\nlive_max_age = \"1.5s\"\n[track]\noff_after = \"2500ms\"",
+        )
+        .unwrap();
+        for cfg in [&old, &new] {
+            assert_eq!(cfg.ingest.stall_timeout_secs, 7.0);
+            assert_eq!(cfg.encoder.live_max_age_ms, 1500);
+            assert_eq!(cfg.track.off_after_secs, 2.5);
+        }
+        for bad in ["[ingest]\nstall_timeout = \"soon\"", "[encoder]\nmax_wait = \"x\"", "[encoder]\nmax_wait_ms = -5"] {
+            let e = toml::from_str::<ServiceConfig>(bad).unwrap_err().to_string();
+            assert!(e.contains("not a duration"), "{bad}: {e}");
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub struct AsrConfig {
     /// Directory holding `base-en/` (Moonshine) and `silero_vad.onnx`; default: the model cache.
     pub model_dir: Option<PathBuf>,
     /// A keyframe is tagged with the speech heard in the last `window_secs` before it.
+    #[serde(alias = "window", deserialize_with = "crate::config::secs::deserialize")]
     pub window_secs: f64,
     /// Moonshine worker threads (each one a decoder session).
     pub workers: usize,
@@ -51,12 +52,16 @@ pub struct VadConfig {
     pub threshold: f32,
     /// ... and ends after `min_silence_ms` below this one.
     pub neg_threshold: f32,
+    #[serde(alias = "min_silence", deserialize_with = "crate::config::millis::deserialize_u32")]
     pub min_silence_ms: u32,
     /// Shorter utterances (clicks, coughs) are dropped.
+    #[serde(alias = "min_speech", deserialize_with = "crate::config::millis::deserialize_u32")]
     pub min_speech_ms: u32,
     /// Longer speech is cut into pieces of at most this length.
+    #[serde(alias = "max_utterance", deserialize_with = "crate::config::millis::deserialize_u32")]
     pub max_utterance_ms: u32,
     /// Audio kept either side of the speech.
+    #[serde(alias = "pad", deserialize_with = "crate::config::millis::deserialize_u32")]
     pub pad_ms: u32,
 }
 

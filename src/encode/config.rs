@@ -59,11 +59,13 @@ pub struct EncoderConfig {
     /// Largest batch handed to the visual tower.
     pub max_batch: usize,
     /// How long the first frame of a batch may wait for company.
+    #[serde(alias = "max_wait", deserialize_with = "crate::config::millis::deserialize")]
     pub max_wait_ms: u64,
     /// Frames queued per stream before `submit` blocks (back-pressure towards ingest).
     pub queue_per_stream: usize,
     /// Live streams only: a keyframe that has waited this long for the encoder is dropped (counted)
     /// instead of encoded, bounding detection latency when the encoder is overloaded. 0 = never.
+    #[serde(alias = "live_max_age", deserialize_with = "crate::config::millis::deserialize")]
     pub live_max_age_ms: u64,
     /// Tokenised texts kept for reuse (titles and transcripts repeat).
     pub text_cache: usize,

@@ -27,8 +27,10 @@ pub struct PublishConfig {
     /// Undelivered events librdkafka may hold (queue.buffering.max.messages). Default 100000.
     pub max_buffered_events: usize,
     /// How long the sink thread waits for room in a full librdkafka queue before dropping. Default 1000.
+    #[serde(alias = "enqueue_timeout", deserialize_with = "crate::config::millis::deserialize")]
     pub enqueue_timeout_ms: u64,
     /// Shutdown flush timeout. Default 10000.
+    #[serde(alias = "flush_timeout", deserialize_with = "crate::config::millis::deserialize")]
     pub flush_timeout_ms: u64,
     pub kafka: KafkaConfig,
 }
@@ -59,8 +61,10 @@ pub struct KafkaConfig {
     /// compression.type: none, gzip, snappy or lz4 (the bundled librdkafka is built without zstd). Default lz4.
     pub compression: String,
     /// message.timeout.ms: how long librdkafka retries a message (broker down) before failing it. Default 300000.
+    #[serde(alias = "message_timeout", deserialize_with = "crate::config::millis::deserialize")]
     pub message_timeout_ms: u64,
     /// linger.ms: batching delay. Default 5.
+    #[serde(alias = "linger", deserialize_with = "crate::config::millis::deserialize")]
     pub linger_ms: u64,
     /// Extra librdkafka properties, e.g. "security.protocol", "sasl.mechanism", "sasl.username",
     /// "sasl.password", "ssl.ca.location". Keys that livesku sets itself are rejected.

@@ -23,8 +23,10 @@ pub struct TrackConfig {
     /// Off after this many consecutive keyframes without the product. Default 3.
     pub off_after_keyframes: u32,
     /// Off after this much stream time without the product (and >= 2 missed keyframes). Default 5.0.
+    #[serde(alias = "off_after", deserialize_with = "crate::config::secs::deserialize")]
     pub off_after_secs: f64,
     /// At most one `product.updated` per episode per this much stream time. Default 10.0.
+    #[serde(alias = "update_interval", deserialize_with = "crate::config::secs::deserialize")]
     pub update_interval_secs: f64,
     /// An update needs the mean score to move at least this much since the episode's last event... Default 0.05.
     pub update_min_score_delta: f32,
