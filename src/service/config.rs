@@ -59,7 +59,7 @@ pub struct GallerySection {
     /// Gallery hits per keyframe handed to the tracker (>= 2, so a runner-up exists).
     pub top_k: Option<usize>,
     /// A keyframe counts as "no product" unless its best product beats the best background reference
-    /// by this much (see src/service/background.rs). Negative values make abstention rarer.
+    /// by this much (see src/matcher/background.rs). Negative values make abstention rarer.
     pub background_margin: f32,
     /// Snapshots of the empty set, added to the synthetic background references.
     pub background_images: Vec<PathBuf>,
