@@ -280,8 +280,9 @@ fn a_panicking_encoder_fails_the_stage_and_closes_its_output() {
     let (batcher, out) = Batcher::start(Panics, cfg, None, &health).unwrap();
     let tx = batcher.stream("s".into()).unwrap();
     tx.send(frame("s", 0, 0)).unwrap();
-    // The output closes (the matcher would end) and the failure names the stage.
+    // The output closes (the matcher would end) and, once the thread is gone, the failure names the stage.
     assert!(out.iter().next().is_none());
+    batcher.finish();
     let failure = health.failure().expect("stage failure recorded");
     assert_eq!(failure.stage, "encoder");
     assert!(failure.reason.contains("model crashed"), "{failure:?}");

@@ -80,7 +80,8 @@ impl From<&super::config::EncoderConfig> for BatcherConfig {
 struct Pending {
     frame: Keyframe,
     text: Option<String>,
-    /// When it was taken: `max_wait` counts from here.
+    /// When it was captured, on the monotonic clock: `max_wait` counts from here, so a backlog (frames
+    /// that already waited in their queue) is flushed at once instead of waiting for company.
     at: Instant,
 }
 
@@ -297,7 +298,8 @@ impl<E: BatchEncode> Worker<E> {
                     }
                     Ok(frame) => {
                         let text = (self.tag)(&q.stream, frame.pts_ms);
-                        batch.push(Pending { frame, text, at: Instant::now() });
+                        let at = Instant::now().checked_sub(age(&frame)).unwrap_or_else(Instant::now);
+                        batch.push(Pending { frame, text, at });
                         progressed = true;
                     }
                     Err(TryRecvError::Empty) => {}
