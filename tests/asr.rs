@@ -264,7 +264,7 @@ fn overload_drops_and_counts_utterances_instead_of_queueing_them() {
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
     let (tx, rx) = crossbeam_channel::bounded::<AudioChunk>(16);
-    let stage = AsrStage::start(&cfg, rx, move |t| sink.lock().unwrap().push(t), &Default::default())
+    let stage = AsrStage::start(&cfg, vec![rx], move |t| sink.lock().unwrap().push(t), &Default::default())
         .expect("ASR models (run scripts/setup.sh)");
     let metrics = stage.metrics.clone();
     let started = std::time::Instant::now();

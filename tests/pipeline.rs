@@ -109,6 +109,8 @@ fn a_file_stream_cannot_slow_live_streams_or_hold_up_their_end() {
         let processed = n(&after, "last_processed_seq") - n(&before[i], "last_processed_seq");
         report.push(format!("{id}: {gained} keyframes in {secs:.1} s (baseline {:.2}/s), {processed} matched", baseline[i]));
         assert_eq!(n(&after, "dropped"), 0, "{id} dropped keyframes next to a file: {after}");
+        // Its speech audio is not crowded out by the file's either (the VAD serves live audio first).
+        assert_eq!(n(&after, "audio_dropped"), n(&before[i], "audio_dropped"), "{id} lost audio next to a file: {after}");
         assert!(gained as f64 >= 0.95 * baseline[i] * secs - 1.0, "{id} slowed down: {report:?}\n{after}\n{}", svc.log());
         assert!(processed + 2 >= gained, "{id} fell behind in the encoder: {report:?}");
     }

@@ -308,7 +308,7 @@ mod tests {
         }
         decisions.extend(t.finish());
         let mut ev = decisions.iter().map(|d| DetectionEvent::from_decision(d, Some("P"), &ctx));
-        (ev.next().unwrap(), ev.last().unwrap())
+        (ev.next().unwrap(), ev.next_back().unwrap())
     }
 
     #[test]

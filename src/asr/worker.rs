@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use serde::Serialize;
 
 use super::config::AsrConfig;
@@ -87,9 +87,11 @@ impl AsrStage {
     /// Loads the models (failing loudly when a file is missing) and starts the threads. Runs until
     /// `audio` closes; then open utterances are flushed and transcribed before the threads end.
     /// The threads are supervised stages (`asr-N`, `vad`): a panic fails `health` (see [`crate::stage`]).
+    /// `audio`: the input channels, most urgent first (the service passes live streams' channel before
+    /// the files' one, so a file that keeps its channel full cannot crowd live speech out).
     pub fn start(
         cfg: &AsrConfig,
-        audio: Receiver<AudioChunk>,
+        audio: Vec<Receiver<AudioChunk>>,
         on_transcript: impl Fn(Transcript) + Send + Sync + 'static,
         health: &crate::stage::Health,
     ) -> Result<Self, AsrError> {
@@ -153,10 +155,11 @@ impl StreamSeg {
 fn segment_loop(
     vad: &mut Vad,
     cfg: &super::VadConfig,
-    audio: Receiver<AudioChunk>,
+    audio: Vec<Receiver<AudioChunk>>,
     jobs: Sender<Job>,
     m: &AsrMetrics,
 ) {
+    let mut audio = Inputs(audio.into_iter().map(Some).collect());
     // Per stream session: a stream added again under the same id starts with a fresh segmenter.
     let mut streams: HashMap<StreamKey, StreamSeg> = HashMap::new();
     let mut warned_rate = false;
@@ -178,12 +181,7 @@ fn segment_loop(
         }
     };
     let mut last_sweep = Instant::now();
-    loop {
-        let chunk = match audio.recv_timeout(SWEEP_EVERY) {
-            Ok(c) => Some(c),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
+    while let Ok(chunk) = audio.recv_timeout(SWEEP_EVERY) {
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
             let idle: Vec<StreamKey> = streams
@@ -264,6 +262,36 @@ fn segment_loop(
             };
             let _ = jobs.send(job);
         }
+    }
+}
+
+/// Audio channels in priority order; a closed one is dropped from the set.
+struct Inputs(Vec<Option<Receiver<AudioChunk>>>);
+
+impl Inputs {
+    /// The next chunk, taken from the first channel that has one; `Ok(None)` on timeout, `Err` once
+    /// every channel is closed and drained.
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<AudioChunk>, ()> {
+        for slot in self.0.iter_mut() {
+            if let Some(rx) = slot {
+                match rx.try_recv() {
+                    Ok(c) => return Ok(Some(c)),
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => *slot = None,
+                    Err(crossbeam_channel::TryRecvError::Empty) => {}
+                }
+            }
+        }
+        let open: Vec<&Receiver<AudioChunk>> = self.0.iter().flatten().collect();
+        if open.is_empty() {
+            return Err(());
+        }
+        let mut sel = crossbeam_channel::Select::new();
+        for rx in &open {
+            sel.recv(rx);
+        }
+        // Something is ready (or closed): the next call's priority pass takes it.
+        let _ = sel.ready_timeout(timeout);
+        Ok(None)
     }
 }
 

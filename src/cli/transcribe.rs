@@ -57,7 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         status_rx.iter().for_each(drop);
     });
     let health = crate::stage::Health::default();
-    let asr = AsrStage::start(&asr_cfg, audio_rx, |t| {
+    let asr = AsrStage::start(&asr_cfg, vec![audio_rx], |t| {
         let line = json!({"stream_id": &*t.stream_id, "start_ms": t.start_ms, "end_ms": t.end_ms,
                           "text": t.text, "confidence": t.confidence});
         let mut out = std::io::stdout().lock();

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  ingest (one supervised GStreamer pipeline per stream, src/ingest)
-//!    | keyframes: a bounded queue per stream       audio: one bounded channel
+//!    | keyframes: a bounded queue per stream       audio: a live and a file channel (live first)
 //!    v                                               v
 //!  encode (src/encode/batcher.rs: round-robin     speech (src/asr): VAD -> Moonshine -> transcript
 //!    over the queues, speech tag, ORT batches)      windows, read by the encoder's tagger
@@ -96,7 +96,10 @@ pub struct Service {
 /// Where a new stream's output goes.
 struct Inputs {
     batcher: Batcher,
-    audio: Sender<AudioChunk>,
+    /// Speech audio of live streams, and of files: apart, so a file (which waits on a full channel
+    /// instead of dropping) cannot crowd live speech out; the VAD serves live first.
+    live_audio: Sender<AudioChunk>,
+    file_audio: Sender<AudioChunk>,
     /// Nobody needs the change notifications (states are read from the stream handles): the receiver
     /// is gone and supervisors' sends fail harmlessly.
     status: Sender<StatusChange>,
@@ -175,12 +178,13 @@ impl Service {
 
         // Speech: VAD + Moonshine workers fill the transcript windows the encoder tags keyframes from.
         let transcripts = Transcripts::default();
-        let (audio_tx, audio_rx) = crossbeam_channel::bounded::<AudioChunk>(cfg.ingest.channel_capacity);
+        let (live_audio, live_rx) = crossbeam_channel::bounded::<AudioChunk>(cfg.ingest.channel_capacity);
+        let (file_audio, file_rx) = crossbeam_channel::bounded::<AudioChunk>(cfg.ingest.channel_capacity);
         let asr_metrics = if cfg.asr.enabled {
             let sink = transcripts.clone();
             let asr = AsrStage::start(
                 &cfg.asr,
-                audio_rx,
+                vec![live_rx, file_rx],
                 move |t| {
                     tracing::debug!(stream = %t.stream_id, start_ms = t.start_ms, end_ms = t.end_ms, text = %t.text, "transcript");
                     sink.push(t)
@@ -192,7 +196,14 @@ impl Service {
             Some(metrics)
         } else {
             threads.push(stage::spawn(&health, "audio-drain", move || {
-                audio_rx.iter().for_each(drop);
+                // Nothing transcribes: drain both until every stream is gone.
+                let (mut live, mut file, mut open) = (live_rx, file_rx, 2);
+                while open > 0 {
+                    crossbeam_channel::select! {
+                        recv(live) -> m => if m.is_err() { live = crossbeam_channel::never(); open -= 1 },
+                        recv(file) -> m => if m.is_err() { file = crossbeam_channel::never(); open -= 1 },
+                    }
+                }
                 Ok(())
             })?);
             None
@@ -229,7 +240,7 @@ impl Service {
         Ok(Service {
             ingest_cfg: Arc::new(cfg.ingest.clone()),
             live_max_age: (cfg.encoder.live_max_age_ms > 0).then(|| Duration::from_millis(cfg.encoder.live_max_age_ms)),
-            inputs: Mutex::new(Some(Inputs { batcher, audio: audio_tx, status })),
+            inputs: Mutex::new(Some(Inputs { batcher, live_audio, file_audio, status })),
             streams: Mutex::default(),
             threads: Mutex::new(threads),
             health,
@@ -278,7 +289,7 @@ impl Service {
         let board = self.board.clone();
         let outputs = Outputs {
             keyframes: frames,
-            audio: inputs.audio.clone(),
+            audio: if source.live { inputs.live_audio.clone() } else { inputs.file_audio.clone() },
             preview: Some(Arc::new(move |frame| board.frame(frame.clone()))),
         };
         let live = source.live;
@@ -367,7 +378,7 @@ impl Service {
         let threads = std::mem::take(&mut *self.threads.lock());
         let stages = tokio::task::spawn_blocking(move || {
             if let Some(inputs) = inputs {
-                drop(inputs.audio);
+                drop((inputs.live_audio, inputs.file_audio));
                 inputs.batcher.finish();
             }
             for t in threads {
