@@ -23,7 +23,6 @@ pub struct Health(Arc<Inner>);
 #[derive(Default)]
 struct Inner {
     failure: Mutex<Option<StageFailure>>,
-    changed: tokio::sync::Notify,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,8 +46,6 @@ impl Health {
         if failure.is_none() {
             *failure = Some(StageFailure { stage: stage.to_string(), reason });
         }
-        drop(failure);
-        self.0.changed.notify_waiters();
     }
 
     pub fn failure(&self) -> Option<StageFailure> {
@@ -57,17 +54,6 @@ impl Health {
 
     pub fn is_healthy(&self) -> bool {
         self.0.failure.lock().is_none()
-    }
-
-    /// Resolves once a stage has failed.
-    pub async fn failed(&self) -> StageFailure {
-        loop {
-            let notified = self.0.changed.notified();
-            if let Some(f) = self.failure() {
-                return f;
-            }
-            notified.await;
-        }
     }
 }
 
@@ -127,7 +113,5 @@ mod tests {
         // The first failure is kept.
         spawn(&health, "encoder", || Err("output closed".into())).unwrap().join().unwrap();
         assert_eq!(health.failure().unwrap().stage, "matcher");
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        assert_eq!(rt.block_on(health.failed()).stage, "matcher");
     }
 }
