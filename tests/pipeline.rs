@@ -32,6 +32,13 @@ fn coffee_scene(dir: &Path, seconds: u32) -> std::path::PathBuf {
     video
 }
 
+/// A gallery of the demo products and the nginx-rtmp server, in a fresh directory.
+fn fixture() -> (tempfile::TempDir, String, Servers) {
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = demo_gallery(dir.path());
+    (dir, gallery, Servers::start())
+}
+
 fn add(svc: &Service, id: &str, uri: &str, options: Value) {
     let r = svc.send("POST", "/streams", Some(&json!({"id": id, "uri": uri, "options": options})));
     assert_eq!(r.status, 201, "add {id}: {}", r.text());
@@ -61,12 +68,10 @@ fn assert_episodes_closed(events: &[Value]) {
 #[test]
 fn a_file_stream_cannot_slow_live_streams_or_hold_up_their_end() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let gallery = demo_gallery(dir.path());
+    let (dir, gallery, servers) = fixture();
     // Long enough that the publishers are still on air when the file is done.
     let video = coffee_scene(dir.path(), 150);
     let file_video = coffee_scene(dir.path(), 60);
-    let servers = Servers::start();
     let lives = ["live0", "live1", "live2"];
     let _publishers: Vec<_> = lives.iter().map(|id| publish_file_rtmp(&video, &servers.rtmp_url(id))).collect();
     let svc = Service::start(&gallery, "");
@@ -126,10 +131,8 @@ fn a_file_stream_cannot_slow_live_streams_or_hold_up_their_end() {
 #[test]
 fn two_hundred_remove_and_readd_cycles_of_one_id_leave_nothing_and_keep_sessions_apart() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let gallery = demo_gallery(dir.path());
+    let (dir, gallery, servers) = fixture();
     let video = coffee_scene(dir.path(), 60);
-    let servers = Servers::start();
     let url = servers.rtmp_url("cyc");
     let _publisher = publish_file_rtmp(&video, &url);
     let svc = Service::start(&gallery, "");
@@ -181,9 +184,7 @@ fn two_hundred_remove_and_readd_cycles_of_one_id_leave_nothing_and_keep_sessions
 #[test]
 fn a_stage_that_dies_turns_readiness_red_and_ends_the_process_naming_it() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let gallery = demo_gallery(dir.path());
-    let servers = Servers::start();
+    let (_dir, gallery, servers) = fixture();
     let url = servers.rtmp_url("cam");
     let _publisher = common::publish_rtmp(&url, &common::StreamSpec::default());
     // The matcher panics 8 s after it starts (src/stage.rs): after the service has reported ready.
@@ -212,10 +213,8 @@ fn a_stage_that_dies_turns_readiness_red_and_ends_the_process_naming_it() {
 #[test]
 fn sigterm_with_twenty_streams_exits_within_the_bound_and_flushes_episodes() {
     let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let gallery = demo_gallery(dir.path());
+    let (dir, gallery, servers) = fixture();
     let video = coffee_scene(dir.path(), 90);
-    let servers = Servers::start();
     let url = servers.rtmp_url("shop");
     let _publisher = publish_file_rtmp(&video, &url);
     let mut svc = Service::start(&gallery, "shutdown_timeout = \"10s\"");

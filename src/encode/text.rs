@@ -86,39 +86,32 @@ impl TextEncoder {
 
     /// One unit vector per text; cached texts skip the model.
     pub fn encode(&mut self, texts: &[&str]) -> Result<Vec<Arc<[f32]>>, EncodeError> {
-        let mut missing: Vec<&str> = texts
-            .iter()
-            .copied()
-            .filter(|t| !self.cache.as_ref().is_some_and(|c| c.contains(*t)))
-            .collect();
+        let cached = |c: &Option<LruCache<String, Arc<[f32]>>>, t: &str| c.as_ref().is_some_and(|c| c.contains(t));
+        let mut missing: Vec<&str> = texts.iter().copied().filter(|t| !cached(&self.cache, t)).collect();
         missing.sort_unstable();
         missing.dedup();
-        if !missing.is_empty() {
-            let fresh = self.run(&missing)?;
-            let fresh: Vec<Arc<[f32]>> = fresh.into_iter().map(Into::into).collect();
-            let out = texts
-                .iter()
-                .map(|t| {
-                    let i = missing.binary_search(t).ok();
-                    i.map(|i| fresh[i].clone()).or_else(|| self.cache.as_mut().and_then(|c| c.get(*t).cloned()))
-                })
-                .collect::<Option<Vec<_>>>();
-            if let Some(cache) = self.cache.as_mut() {
-                for (text, v) in missing.iter().zip(&fresh) {
-                    cache.put(text.to_string(), v.clone());
-                }
-            }
-            if let Some(out) = out {
-                return Ok(out);
+        let fresh: Vec<Arc<[f32]>> = match missing.is_empty() {
+            true => Vec::new(),
+            false => self.run(&missing)?.into_iter().map(Into::into).collect(),
+        };
+        let mut out = Vec::with_capacity(texts.len());
+        for t in texts {
+            let v = match missing.binary_search(t) {
+                Ok(i) => Some(fresh[i].clone()),
+                Err(_) => self.cache.as_mut().and_then(|c| c.get(*t).cloned()),
+            };
+            // Only a text that was cached a moment ago can be missing here: compute it alone.
+            out.push(match v {
+                Some(v) => v,
+                None => self.run(&[t])?.remove(0).into(),
+            });
+        }
+        if let Some(cache) = self.cache.as_mut() {
+            for (text, v) in missing.iter().zip(fresh) {
+                cache.put(text.to_string(), v);
             }
         }
-        texts
-            .iter()
-            .map(|t| match self.cache.as_mut().and_then(|c| c.get(*t).cloned()) {
-                Some(v) => Ok(v),
-                None => Ok(self.run(&[t])?.remove(0).into()),
-            })
-            .collect()
+        Ok(out)
     }
 
     /// Runs the model, uncached.
