@@ -7,12 +7,26 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use common::scene::{demo_gallery, render_scene, story, validator};
 use common::{Servers, StreamSpec, make_file, publish_file_rtmp, run_livesku};
 use livesku::asr::wer::{corpus_wer, wer};
 use serde_json::Value;
+
+/// The narrated test runs against the wall clock (a live stream read by two livesku processes); the
+/// others load the CPU on purpose (overload) or for long stretches (WER). Beside them on a 2-core CI
+/// machine its first line came out garbled (WER 0.46): it runs alone, the others share.
+static LIVE: RwLock<()> = RwLock::new(());
+
+fn alone() -> RwLockWriteGuard<'static, ()> {
+    LIVE.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn shared() -> RwLockReadGuard<'static, ()> {
+    LIVE.read().unwrap_or_else(|e| e.into_inner())
+}
 
 /// What a host might say; read by espeak-ng at 150 words per minute, one every `SPACING` seconds.
 const SENTENCES: [&str; 10] = [
@@ -73,6 +87,7 @@ fn text_between(lines: &[Value], from_s: f64, to_s: f64) -> String {
 
 #[test]
 fn word_error_rate_on_espeak_sentences_is_at_most_ten_percent() {
+    let _cpu = shared();
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("sentences.wav");
     let lines: Vec<(f64, &str)> =
@@ -101,6 +116,7 @@ fn word_error_rate_on_espeak_sentences_is_at_most_ten_percent() {
 
 #[test]
 fn silence_music_and_no_audio_track_give_no_text() {
+    let _cpu = shared();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // Silence and a steady tone through GStreamer, a plucked melody with sox.
@@ -140,37 +156,40 @@ fn silence_music_and_no_audio_track_give_no_text() {
 /// The host's lines: (start s, text). The tabby cat print is named while the set is empty: it must not
 /// appear. The rocket is named just before it is shown. (Lines chosen so that espeak-ng's voice is
 /// intelligible: it mangles e.g. "red porcelain espresso" and "glossy art print" beyond recognition.)
+/// The first line starts 12 s in and its product stays on for 15 s: the readers may join late and the
+/// transcript lands seconds after the line on a loaded machine.
 const LINES: [(f64, &str); 3] = [
-    (6.0, "Hello everyone! First today, a red coffee cup and saucer for your espresso."),
-    (18.0, "Later this week we will also sell a picture of a cat with green eyes."),
-    (23.5, "Now here is a detailed scale model of a rocket on its launch pad."),
+    (12.0, "Hello everyone! First today, a red coffee cup and saucer for your espresso."),
+    (27.0, "Later this week we will also sell a picture of a cat with green eyes."),
+    (32.5, "Now here is a detailed scale model of a rocket on its launch pad."),
 ];
 
-const SCENE_SECS: f64 = 46.0;
+const SCENE_SECS: f64 = 55.0;
 
 #[test]
 fn narrated_live_stream_tags_keyframes_and_events_with_what_the_host_says() {
+    let _cpu = alone();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let gallery = demo_gallery(d);
     let wav = d.join("speech.wav");
     narration(&wav, SCENE_SECS, &LINES);
     let video = d.join("scene.mp4");
-    render_scene(&video, &[("coffee.png", 5, 17), ("rocket.jpg", 33, 46)], 46, Some(&wav));
+    render_scene(&video, &[("coffee.png", 11, 26), ("rocket.jpg", 42, 55)], 55, Some(&wav));
 
     let servers = Servers::start();
     let url = servers.rtmp_url("shop");
-    // The readers join a running stream (as a platform would), during the 5 s silent lead-in; their
+    // The readers join a running stream (as a platform would), during the 11 s silent lead-in; their
     // stream clocks start when they join, so the narration is offset by the join delay.
     let mut publisher = publish_file_rtmp(&video, &url);
     std::thread::sleep(Duration::from_millis(1000));
     let (u1, g) = (url.clone(), gallery.clone());
     let recognize = std::thread::spawn(move || {
-        run_livesku(&["recognize", &u1, "--gallery", &g, "--duration", "46"], Duration::from_secs(120))
+        run_livesku(&["recognize", &u1, "--gallery", &g, "--duration", "55"], Duration::from_secs(120))
     });
     let u2 = url.clone();
     let transcripts = std::thread::spawn(move || {
-        let run = run_livesku(&["transcribe", &u2, "--duration", "46"], Duration::from_secs(120));
+        let run = run_livesku(&["transcribe", &u2, "--duration", "55"], Duration::from_secs(120));
         assert!(run.success, "{}", run.stderr);
         run.lines
     });
@@ -183,7 +202,7 @@ fn narrated_live_stream_tags_keyframes_and_events_with_what_the_host_says() {
     eprintln!("transcripts: {lines:#?}");
     let starts: Vec<f64> = lines.iter().map(|l| l["start_ms"].as_f64().unwrap() / 1000.0).collect();
     let offset = LINES[0].0 - starts.first().copied().expect("no transcript at all");
-    assert!((0.0..5.0).contains(&offset), "first utterance at {starts:?}");
+    assert!((0.0..11.0).contains(&offset), "first utterance at {starts:?}");
     for (i, (at, text)) in LINES.iter().enumerate() {
         let end = LINES.get(i + 1).map_or(SCENE_SECS, |l| l.0);
         let hyp = text_between(&lines, at - offset - 0.5, end - offset - 0.5);
@@ -247,6 +266,7 @@ fn read_wav(path: &Path) -> Vec<f32> {
 
 #[test]
 fn overload_drops_and_counts_utterances_instead_of_queueing_them() {
+    let _cpu = shared();
     use livesku::asr::{AsrConfig, AsrStage};
     use livesku::messages::AudioChunk;
     use std::sync::{Arc, Mutex};
