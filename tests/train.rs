@@ -125,6 +125,12 @@ fn training_raises_recall_is_deterministic_and_writes_a_loadable_model() {
     assert_eq!(report["history"].as_array().unwrap().len(), 200);
     assert_eq!(report["params"]["seed"], 7);
     assert!(report["export_max_abs_diff"].as_f64().unwrap() < 1e-4);
+    // The tracker thresholds calibrated on the val rows travel in the manifest, on the head's own scale.
+    let cal = &report["calibration"];
+    let track = trained.track.expect("a [track] calibration in the trained manifest");
+    assert!((track.enter_threshold as f64 - cal["enter_threshold"].as_f64().unwrap()).abs() < 1e-6, "{track:?} vs {cal}");
+    assert!(cal["precision"].as_f64().unwrap() >= 0.95 && cal["absent_accepted"].as_f64().unwrap() <= 0.1, "{cal}");
+    assert!(track.exit_threshold <= track.enter_threshold && track.min_margin >= 0.0, "{track:?}");
 
     // Held-out recall through the real runtime (gallery build + eval), base model against trained.
     let base_r1 = recall_at_1(&f, None, &s(&f.root.join("gallery-base")));

@@ -16,7 +16,8 @@ domain "live" and "synthetic") land next to the product's page images (domain "p
 contrastive loss of COPE (Bai et al., ICCV 2023): live -> page over all products, page -> live over the
 batch. It writes DIR/head.onnx (input "tokens" [B, 1+P, D] -> output "embedding" [B, D], unit length) and
 DIR/report.json (every hyper-parameter, loss per epoch, R@1/R@5 of the zero-shot pooling and of the head on
-the "holdout"/"val" rows against the page gallery, and the check of the exported graph against JAX).
+the "holdout"/"val" rows against the page gallery, the tracker thresholds calibrated on those rows for the
+head's score scale (`calibrate`), and the check of the exported graph against JAX).
 
 The head is residual on the zero-shot embedding z (sum of unit CLS and unit patch mean, what the base model
 uses), so an untrained head is the base model and training only adds what the examples support:
@@ -56,6 +57,10 @@ def parse_args(argv):
     ap.add_argument("--temperature", type=float, default=0.07)
     ap.add_argument("--synthetic-weight", type=float, default=1.0, help="loss weight of synthetic views against live examples")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--calibrate-precision", type=float, default=0.95,
+                    help="precision the tracker's strong hits must reach on the held-out rows")
+    ap.add_argument("--calibrate-max-absent", type=float, default=0.1,
+                    help="most of those rows accepted when their product is left out of the catalogue")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap.parse_args(argv)
 
@@ -131,6 +136,44 @@ def embed(fn, data, idx, chunk=256):
         x, _ = data.rows(idx[i:i + chunk])
         out.append(np.asarray(fn(x)))
     return np.concatenate(out) if out else np.zeros((0, data.x.shape[2]), np.float32)
+
+
+def calibrate(q, g, y, precision, max_absent):
+    """Tracker thresholds on this head's score scale (cosines of a trained head sit far lower than the base
+    model's, so the base model's thresholds miss most products), chosen on held-out live rows `q` of
+    products `y` against the page gallery `g`.
+
+    A keyframe is a strong hit when its top-1 score >= enter and its lead over the runner-up >= margin.
+    Of the (enter, margin) pairs whose strong hits are right at least `precision` of the time, and that
+    accept at most `max_absent` of the same rows asked as if their product were missing from the catalogue
+    (its page left out: the open-set case), the one that accepts the most right hits wins. The exit
+    threshold ("still seen") is the 10th percentile of right top-1 scores. None when no pair qualifies."""
+    s = np.asarray(q) @ np.asarray(g).T
+    r = np.arange(len(y))
+    order = np.argsort(-s, axis=1, kind="stable")
+    s1, s2 = s[r, order[:, 0]], s[r, order[:, 1]]
+    right = order[:, 0] == y
+    absent = s.copy()
+    absent[r, y] = -np.inf
+    a_order = np.argsort(-absent, axis=1, kind="stable")
+    a1, a2 = absent[r, a_order[:, 0]], absent[r, a_order[:, 1]]
+    best = None
+    for enter in np.round(np.arange(0.20, 0.951, 0.01), 2):
+        for margin in np.round(np.arange(0.0, 0.201, 0.01), 2):
+            hit = (s1 >= enter) & (s1 - s2 >= margin)
+            if not hit.any():
+                continue
+            prec = float(right[hit].mean())
+            open_set = float(((a1 >= enter) & (a1 - a2 >= margin)).mean())
+            accepted = float((hit & right).mean())
+            if prec >= precision and open_set <= max_absent and (best is None or accepted > best["right_accepted"]):
+                best = {"enter_threshold": float(enter), "min_margin": float(margin), "precision": round(prec, 4),
+                        "right_accepted": round(accepted, 4), "absent_accepted": round(open_set, 4)}
+    if best is None or not right.any():
+        return None
+    best["exit_threshold"] = round(min(best["enter_threshold"], float(np.percentile(s1[right], 10))), 2)
+    best.update({"n": int(len(y)), "target_precision": precision, "max_absent": max_absent})
+    return best
 
 
 # ---- training ----------------------------------------------------------------------------------------
@@ -270,7 +313,7 @@ def main(argv=None):
     # Recall on the held-out rows, against the gallery of every product's page images.
     n_products = len(data.products)
     page_label = data.label[np.sort(data.page)]
-    evals = {}
+    evals, calibration = {}, None
     for name, fn in (("zero_shot", zero_shot), ("trained", jax.jit(lambda x: forward(params, x)))):
         g = jax.ops.segment_sum(jnp.asarray(embed(fn, data, data.page)), jnp.asarray(page_label), num_segments=n_products)
         g = l2n(g)
@@ -280,6 +323,13 @@ def main(argv=None):
             if len(rows):
                 res[role] = {"n": int(len(rows)), **recall(embed(fn, data, rows), g, data.label[rows])}
         evals[name] = res
+        if name == "trained":
+            role = "val" if np.any(data.role[data.eval] == "val") else "holdout"
+            rows = np.sort(data.eval[data.role[data.eval] == role])
+            calibration = (calibrate(embed(fn, data, rows), g, data.label[rows], a.calibrate_precision, a.calibrate_max_absent)
+                           if len(rows) else None)
+            if calibration:
+                calibration["rows"] = role
     report = {
         "recipe": "models/train/cope_head.py",
         "params": {k: v for k, v in vars(a).items() if k not in ("data", "quiet")},
@@ -289,6 +339,7 @@ def main(argv=None):
         "products": n_products,
         "history": history,
         "eval": evals,
+        "calibration": calibration,
         "head_sha256": sha,
         "export_max_abs_diff": diff,
         "seconds": round(time.time() - started, 1),

@@ -50,6 +50,13 @@ pub struct Args {
     /// Loss weight of a synthetic view against a real example.
     #[arg(long, default_value_t = 1.0)]
     synthetic_weight: f64,
+    /// Calibration of the tracker thresholds written into the model: precision its strong hits must
+    /// reach on the held-out rows...
+    #[arg(long, default_value_t = 0.95)]
+    calibrate_precision: f64,
+    /// ...and the most of those rows it may accept when their product is left out of the catalogue.
+    #[arg(long, default_value_t = 0.1)]
+    calibrate_max_absent: f64,
     /// Cache of frozen tower outputs [default: $LIVESKU_CACHE/train/features]
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
@@ -70,6 +77,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     check(a.weight_decay >= 0.0 && a.weight_decay.is_finite(), "--weight-decay", "must be a non-negative number")?;
     check(a.temperature > 0.0 && a.temperature.is_finite(), "--temperature", "must be a positive number")?;
     check(a.synthetic_weight >= 0.0 && a.synthetic_weight.is_finite(), "--synthetic-weight", "must be a non-negative number")?;
+    check((0.0..=1.0).contains(&a.calibrate_precision), "--calibrate-precision", "must be in [0, 1]")?;
+    check((0.0..=1.0).contains(&a.calibrate_max_absent), "--calibrate-max-absent", "must be in [0, 1]")?;
     let settings = TrainSettings {
         model: a.model.unwrap_or_else(|| crate::paths::model_dir("default")),
         work: a.work.unwrap_or_else(|| a.out.join(".work")),
@@ -90,6 +99,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             temperature: a.temperature,
             synthetic_weight: a.synthetic_weight,
             seed: a.seed,
+            calibrate_precision: a.calibrate_precision,
+            calibrate_max_absent: a.calibrate_max_absent,
         },
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
@@ -99,6 +110,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         for (role, m) in res.as_object().into_iter().flatten() {
             eprintln!("[train] {name:<9} {role:<7} n {:>5}  R@1 {}  R@5 {}", m["n"], m["r1"], m["r5"]);
         }
+    }
+    match outcome.manifest.track {
+        Some(t) => eprintln!(
+            "[train] tracker thresholds for this model: enter {} exit {} margin {} (precision {} on {}, {} accepted, {} when left out of the catalogue)",
+            t.enter_threshold, t.exit_threshold, t.min_margin, r["calibration"]["precision"], r["calibration"]["rows"],
+            r["calibration"]["right_accepted"], r["calibration"]["absent_accepted"]
+        ),
+        None => eprintln!("[train] no tracker thresholds met the calibration targets: the tracker's defaults apply (set [track] in the service config)"),
     }
     eprintln!(
         "[train] model {} written to {} ({} s)",

@@ -37,6 +37,10 @@ pub struct Manifest {
     pub visual: VisualSpec,
     pub text: Option<TextSpec>,
     pub fusion: FusionWeights,
+    /// Tracker thresholds calibrated for this model's score scale (written by `livesku train`); a
+    /// service config's `[track]` values win over them, the tracker's defaults apply without them.
+    #[serde(default)]
+    pub track: Option<TrackCalibration>,
     /// Directory holding the manifest; model file paths are relative to it.
     #[serde(skip)]
     pub dir: PathBuf,
@@ -146,6 +150,15 @@ pub struct TextSpec {
     pub dim: usize,
 }
 
+/// `[track]` of a manifest: see `crate::track::TrackConfig` for what each threshold does.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackCalibration {
+    pub enter_threshold: f32,
+    pub exit_threshold: f32,
+    pub min_margin: f32,
+}
+
 /// Weights of the visual and text cosines in a query-gallery score.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -233,6 +246,14 @@ impl Manifest {
             && f.visual_weight + f.text_weight > 0.0)
         {
             return bad("fusion", "weights must be non-negative and not both zero");
+        }
+        if let Some(t) = self.track
+            && !(t.enter_threshold.is_finite()
+                && t.exit_threshold.is_finite()
+                && t.exit_threshold <= t.enter_threshold
+                && t.min_margin >= 0.0)
+        {
+            return bad("track", "thresholds must be finite, exit_threshold <= enter_threshold, min_margin >= 0");
         }
         Ok(())
     }

@@ -128,6 +128,11 @@ impl Matcher {
         let v = self.settings.visual_dim.min(e.embedding.len());
         let visual = |row: usize| dot(&e.embedding[..v], gallery.vector(row));
         let best = hits.iter().map(|h| visual(h.row)).fold(f32::NEG_INFINITY, f32::max);
+        // What a threshold calibration needs to see (RUST_LOG=livesku::matcher=debug).
+        tracing::debug!(stream = %e.frame.stream_id, seq = e.frame.seq, pts_ms = e.frame.pts_ms,
+            top1 = hits.first().map_or("", |h| gallery.product(h.row).product_id.as_str()),
+            score1 = hits.first().map_or(0.0, |h| h.score), score2 = hits.get(1).map_or(0.0, |h| h.score),
+            visual_best = best, background = self.background.score(&e.embedding[..v]), "keyframe matched");
         let matches = if self.background.abstains(best, &e.embedding[..v], self.settings.background_margin) {
             self.metrics.abstained.inc();
             Vec::new()

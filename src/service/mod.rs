@@ -165,6 +165,7 @@ impl Service {
             worker: EventContext::default_worker(),
         };
         let manifest = encoder.manifest.clone();
+        let tracker = Tracker::new(cfg.track.clone().calibrated(manifest.track.as_ref())?);
         let settings = matcher::Settings {
             background_margin: cfg.gallery.background_margin,
             visual_dim: manifest.visual.dim,
@@ -220,7 +221,7 @@ impl Service {
             settings,
             gallery.searcher.clone(),
             background,
-            Tracker::new(cfg.track.clone()),
+            tracker,
             context.clone(),
         );
         let match_metrics = matcher.metrics.clone();

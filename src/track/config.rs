@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::ConfigError;
+use crate::encode::manifest::TrackCalibration;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -14,12 +15,15 @@ pub struct TrackConfig {
     pub window: u32,
     /// K: strong hits within the window needed to turn a product on. Default 3.
     pub min_hits: u32,
-    /// Top-1 score needed for a strong hit. Default 0.6.
-    pub enter_threshold: f32,
-    /// Score (anywhere in the top-k) that counts as "still seen" once on; <= enter_threshold. Default 0.5.
-    pub exit_threshold: f32,
-    /// Top-1 lead over the best other product needed for a strong hit. Default 0.05.
-    pub min_margin: f32,
+    /// Top-1 score needed for a strong hit. Default: the model's calibrated value (its manifest's
+    /// `[track]`, written by `livesku train`), else 0.6 (set for the default model's cosines).
+    pub enter_threshold: Option<f32>,
+    /// Score (anywhere in the top-k) that counts as "still seen" once on; <= enter_threshold. Default: the
+    /// model's calibrated value, else 0.5.
+    pub exit_threshold: Option<f32>,
+    /// Top-1 lead over the best other product needed for a strong hit. Default: the model's calibrated
+    /// value, else 0.05.
+    pub min_margin: Option<f32>,
     /// Off after this many consecutive keyframes without the product. Default 3.
     pub off_after_keyframes: u32,
     /// Off after this much stream time without the product (and >= 2 missed keyframes). Default 5.0.
@@ -39,9 +43,9 @@ impl Default for TrackConfig {
         TrackConfig {
             window: 5,
             min_hits: 3,
-            enter_threshold: 0.6,
-            exit_threshold: 0.5,
-            min_margin: 0.05,
+            enter_threshold: None,
+            exit_threshold: None,
+            min_margin: None,
             off_after_keyframes: 3,
             off_after_secs: 5.0,
             update_interval_secs: 10.0,
@@ -50,6 +54,11 @@ impl Default for TrackConfig {
         }
     }
 }
+
+/// Thresholds for a model without a calibration: set on the default model's cosines.
+const DEFAULT_ENTER: f32 = 0.6;
+const DEFAULT_EXIT: f32 = 0.5;
+const DEFAULT_MARGIN: f32 = 0.05;
 
 fn invalid(key: &str, problem: &str) -> ConfigError {
     ConfigError { key: format!("track.{key}"), problem: problem.to_string() }
@@ -63,13 +72,13 @@ impl TrackConfig {
         if self.min_hits == 0 || self.min_hits > self.window {
             return Err(invalid("min_hits", "must be between 1 and track.window"));
         }
-        if !self.enter_threshold.is_finite() {
+        if !self.enter().is_finite() {
             return Err(invalid("enter_threshold", "must be a finite number"));
         }
-        if !self.exit_threshold.is_finite() || self.exit_threshold > self.enter_threshold {
+        if !self.exit().is_finite() || self.exit() > self.enter() {
             return Err(invalid("exit_threshold", "must be a finite number <= track.enter_threshold"));
         }
-        if !self.min_margin.is_finite() || self.min_margin < 0.0 {
+        if !self.margin().is_finite() || self.margin() < 0.0 {
             return Err(invalid("min_margin", "must be >= 0"));
         }
         if self.off_after_keyframes == 0 {
@@ -85,6 +94,30 @@ impl TrackConfig {
             return Err(invalid("update_min_score_delta", "must be >= 0"));
         }
         Ok(())
+    }
+
+    /// The thresholds not set in the config taken from the model's calibration (checked as a whole:
+    /// a config that sets only `exit_threshold` above the model's enter threshold is refused).
+    pub fn calibrated(mut self, model: Option<&TrackCalibration>) -> Result<Self, ConfigError> {
+        if let Some(m) = model {
+            self.enter_threshold = self.enter_threshold.or(Some(m.enter_threshold));
+            self.exit_threshold = self.exit_threshold.or(Some(m.exit_threshold));
+            self.min_margin = self.min_margin.or(Some(m.min_margin));
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    pub(crate) fn enter(&self) -> f32 {
+        self.enter_threshold.unwrap_or(DEFAULT_ENTER)
+    }
+
+    pub(crate) fn exit(&self) -> f32 {
+        self.exit_threshold.unwrap_or(DEFAULT_EXIT)
+    }
+
+    pub(crate) fn margin(&self) -> f32 {
+        self.min_margin.unwrap_or(DEFAULT_MARGIN)
     }
 
     pub(crate) fn off_after(&self) -> Duration {

@@ -29,7 +29,7 @@ impl Frame {
     fn strong_hit(&self, cfg: &TrackConfig) -> Option<&str> {
         let top = self.matches.first()?;
         let margin = top.score - self.matches.get(1).map_or(0.0, |m| m.score);
-        (top.score >= cfg.enter_threshold && margin >= cfg.min_margin).then_some(top.product_id.as_str())
+        (top.score >= cfg.enter() && margin >= cfg.margin()).then_some(top.product_id.as_str())
     }
 
     fn runner_up_for(&self, product: &str) -> Option<Match> {
@@ -92,7 +92,7 @@ impl StreamState {
         // Products already on: seen (lenient) or missed.
         for (id, state) in self.products.iter_mut() {
             let ProductState::On(ep) = state else { continue };
-            if frame.score_of(id).is_some_and(|s| s >= cfg.exit_threshold) {
+            if frame.score_of(id).is_some_and(|s| s >= cfg.exit()) {
                 ep.misses = 0;
                 ep.last_seen = frame.at();
                 ep.runner_up = frame.runner_up_for(id);
@@ -234,7 +234,7 @@ impl StreamState {
             .iter()
             .filter(|f| f.seq >= ep.first_seen.seq)
             .filter_map(|f| {
-                let score = f.score_of(id).filter(|s| *s >= cfg.exit_threshold)?;
+                let score = f.score_of(id).filter(|s| *s >= cfg.exit())?;
                 Some(EvidenceFrame { seq: f.seq, pts_ms: f.pts_ms, score })
             })
             .collect()

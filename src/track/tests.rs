@@ -246,15 +246,32 @@ fn decisions_carry_evidence_and_asr() {
 }
 
 #[test]
+fn a_models_calibration_fills_the_thresholds_the_config_leaves_unset() {
+    use crate::encode::manifest::TrackCalibration;
+    let model = TrackCalibration { enter_threshold: 0.45, exit_threshold: 0.4, min_margin: 0.02 };
+    let t = TrackConfig::default().calibrated(Some(&model)).unwrap();
+    assert_eq!((t.enter(), t.exit(), t.margin()), (0.45, 0.4, 0.02));
+    let own = TrackConfig { enter_threshold: Some(0.5), ..TrackConfig::default() };
+    let t = own.calibrated(Some(&model)).unwrap();
+    assert_eq!((t.enter(), t.exit(), t.margin()), (0.5, 0.4, 0.02));
+    // Without a calibration: the default model's values.
+    let t = TrackConfig::default().calibrated(None).unwrap();
+    assert_eq!((t.enter(), t.exit(), t.margin()), (0.6, 0.5, 0.05));
+    // A config exit threshold above the model's enter threshold is refused, naming the key.
+    let bad = TrackConfig { exit_threshold: Some(0.5), ..TrackConfig::default() };
+    assert_eq!(bad.calibrated(Some(&model)).unwrap_err().key, "track.exit_threshold");
+}
+
+#[test]
 fn config_defaults_valid_and_errors_name_the_key() {
     TrackConfig::default().validate().unwrap();
-    let bad = TrackConfig { exit_threshold: 0.7, ..TrackConfig::default() };
+    let bad = TrackConfig { exit_threshold: Some(0.7), ..TrackConfig::default() };
     assert_eq!(bad.validate().unwrap_err().key, "track.exit_threshold");
     let bad = TrackConfig { min_hits: 9, ..TrackConfig::default() };
     assert_eq!(bad.validate().unwrap_err().key, "track.min_hits");
     let bad = TrackConfig { off_after_secs: 0.0, ..TrackConfig::default() };
     assert!(bad.validate().unwrap_err().to_string().contains("track.off_after_secs"));
     let parsed: TrackConfig = toml::from_str("window = 7\nmin_hits = 4").unwrap();
-    assert_eq!((parsed.window, parsed.min_hits, parsed.enter_threshold), (7, 4, 0.6));
+    assert_eq!((parsed.window, parsed.min_hits, parsed.enter()), (7, 4, 0.6));
     assert!(toml::from_str::<TrackConfig>("windw = 7").unwrap_err().to_string().contains("windw"));
 }

@@ -84,6 +84,17 @@ pub fn write_model_dir(base: &Manifest, out: &Path, t: &Trained) -> Result<Manif
     head.insert("output".into(), "embedding".into());
     head.insert("input_dim".into(), (t.tower_dim as i64).into());
     visual.insert("head".into(), head.into());
+    // The recipe's thresholds for this head's score scale (absent when it had no held-out rows).
+    if let Some(c) = t.report.get("calibration").and_then(|c| c.as_object()) {
+        let mut track = toml::Table::new();
+        for key in ["enter_threshold", "exit_threshold", "min_margin"] {
+            let v = c.get(key).and_then(|v| v.as_f64()).ok_or_else(|| bad(format!("calibration without {key}")))?;
+            track.insert(key.into(), v.into());
+        }
+        m.insert("track".into(), track.into());
+    } else {
+        m.remove("track");
+    }
 
     let body = toml::to_string(&m).map_err(|e| bad(e.to_string()))?;
     let header = format!(

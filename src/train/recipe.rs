@@ -30,6 +30,9 @@ pub struct HeadParams {
     pub temperature: f64,
     pub synthetic_weight: f64,
     pub seed: u64,
+    /// Targets of the tracker-threshold calibration (`calibrate` in the recipe).
+    pub calibrate_precision: f64,
+    pub calibrate_max_absent: f64,
 }
 
 /// Runs the recipe on `data` (features.npy + meta.json); it writes head.onnx and report.json there.
@@ -47,6 +50,8 @@ pub fn run(python: &Path, data: &Path, p: &HeadParams, quiet: bool) -> Result<()
         .args(["--temperature", &p.temperature.to_string()])
         .args(["--synthetic-weight", &p.synthetic_weight.to_string()])
         .args(["--seed", &p.seed.to_string()])
+        .args(["--calibrate-precision", &p.calibrate_precision.to_string()])
+        .args(["--calibrate-max-absent", &p.calibrate_max_absent.to_string()])
         // JAX's own messages (platform selection) are not the user's business.
         .env("TF_CPP_MIN_LOG_LEVEL", "2")
         .stdout(std::process::Stdio::null());
