@@ -17,7 +17,7 @@ use serde::Serialize;
 
 pub use config::{AsrConfig, VadConfig};
 pub use window::Transcripts;
-pub use worker::{AsrMetrics, AsrStage};
+pub use worker::{AsrMetrics, AsrStage, AudioInputs};
 
 use crate::encode::runtime::RuntimeError;
 use crate::messages::StreamId;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use serde::Serialize;
 
 use super::config::AsrConfig;
@@ -163,7 +163,7 @@ fn segment_loop(
     jobs: Sender<Job>,
     m: &AsrMetrics,
 ) {
-    let mut audio = Inputs(audio.into_iter().map(Some).collect());
+    let mut audio = AudioInputs::new(audio);
     // Per stream session: a stream added again under the same id starts with a fresh segmenter.
     let mut streams: HashMap<StreamKey, StreamSeg> = HashMap::new();
     let mut warned_rate = false;
@@ -185,7 +185,12 @@ fn segment_loop(
         }
     };
     let mut last_sweep = Instant::now();
-    while let Ok(chunk) = audio.recv_timeout(SWEEP_EVERY) {
+    loop {
+        let chunk = match audio.recv_timeout(SWEEP_EVERY) {
+            Ok(c) => Some(c),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         if last_sweep.elapsed() >= SWEEP_EVERY {
             last_sweep = Instant::now();
             let idle: Vec<StreamKey> = streams
@@ -269,33 +274,42 @@ fn segment_loop(
     }
 }
 
-/// Audio channels in priority order; a closed one is dropped from the set.
-struct Inputs(Vec<Option<Receiver<AudioChunk>>>);
+/// Audio channels in priority order; a closed one is dropped from the set. (Also the service's drain
+/// when nothing transcribes.)
+pub struct AudioInputs(Vec<Option<Receiver<AudioChunk>>>);
 
-impl Inputs {
-    /// The next chunk, taken from the first channel that has one; `Ok(None)` on timeout, `Err` once
-    /// every channel is closed and drained.
-    fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<AudioChunk>, ()> {
-        for slot in self.0.iter_mut() {
-            if let Some(rx) = slot {
-                match rx.try_recv() {
-                    Ok(c) => return Ok(Some(c)),
-                    Err(crossbeam_channel::TryRecvError::Disconnected) => *slot = None,
-                    Err(crossbeam_channel::TryRecvError::Empty) => {}
+impl AudioInputs {
+    pub fn new(channels: Vec<Receiver<AudioChunk>>) -> Self {
+        AudioInputs(channels.into_iter().map(Some).collect())
+    }
+
+    /// The next chunk, taken from the first channel that has one (waiting at most `timeout`);
+    /// `Disconnected` once every channel is closed and drained.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<AudioChunk, RecvTimeoutError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for slot in self.0.iter_mut() {
+                if let Some(rx) = slot {
+                    match rx.try_recv() {
+                        Ok(c) => return Ok(c),
+                        Err(TryRecvError::Disconnected) => *slot = None,
+                        Err(TryRecvError::Empty) => {}
+                    }
                 }
             }
+            let open: Vec<&Receiver<AudioChunk>> = self.0.iter().flatten().collect();
+            if open.is_empty() {
+                return Err(RecvTimeoutError::Disconnected);
+            }
+            let mut sel = crossbeam_channel::Select::new();
+            for rx in &open {
+                sel.recv(rx);
+            }
+            // Something is ready (or closed): the priority pass above takes it.
+            if sel.ready_deadline(deadline).is_err() {
+                return Err(RecvTimeoutError::Timeout);
+            }
         }
-        let open: Vec<&Receiver<AudioChunk>> = self.0.iter().flatten().collect();
-        if open.is_empty() {
-            return Err(());
-        }
-        let mut sel = crossbeam_channel::Select::new();
-        for rx in &open {
-            sel.recv(rx);
-        }
-        // Something is ready (or closed): the next call's priority pass takes it.
-        let _ = sel.ready_timeout(timeout);
-        Ok(None)
     }
 }
 

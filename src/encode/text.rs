@@ -90,17 +90,15 @@ impl TextEncoder {
         let mut missing: Vec<&str> = texts.iter().copied().filter(|t| !cached(&self.cache, t)).collect();
         missing.sort_unstable();
         missing.dedup();
-        let fresh: Vec<Arc<[f32]>> = match missing.is_empty() {
-            true => Vec::new(),
-            false => self.run(&missing)?.into_iter().map(Into::into).collect(),
-        };
+        let fresh: Vec<Arc<[f32]>> =
+            if missing.is_empty() { Vec::new() } else { self.run(&missing)?.into_iter().map(Into::into).collect() };
         let mut out = Vec::with_capacity(texts.len());
         for t in texts {
             let v = match missing.binary_search(t) {
                 Ok(i) => Some(fresh[i].clone()),
                 Err(_) => self.cache.as_mut().and_then(|c| c.get(*t).cloned()),
             };
-            // Only a text that was cached a moment ago can be missing here: compute it alone.
+            // Not reached (nothing is evicted before the loop ends); computed alone rather than panicking.
             out.push(match v {
                 Some(v) => v,
                 None => self.run(&[t])?.remove(0).into(),

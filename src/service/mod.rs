@@ -198,13 +198,11 @@ impl Service {
         } else {
             threads.push(stage::spawn(&health, "audio-drain", move || {
                 // Nothing transcribes: drain both until every stream is gone.
-                let (mut live, mut file, mut open) = (live_rx, file_rx, 2);
-                while open > 0 {
-                    crossbeam_channel::select! {
-                        recv(live) -> m => if m.is_err() { live = crossbeam_channel::never(); open -= 1 },
-                        recv(file) -> m => if m.is_err() { file = crossbeam_channel::never(); open -= 1 },
-                    }
-                }
+                let mut audio = crate::asr::AudioInputs::new(vec![live_rx, file_rx]);
+                while !matches!(
+                    audio.recv_timeout(Duration::from_secs(1)),
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+                ) {}
                 Ok(())
             })?);
             None
