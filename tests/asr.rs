@@ -161,7 +161,7 @@ fn silence_music_and_no_audio_track_give_no_text() {
 const LINES: [(f64, &str); 3] = [
     (12.0, "Hello everyone! First today, a red coffee cup and saucer for your espresso."),
     (27.0, "Later this week we will also sell a picture of a cat with green eyes."),
-    (32.5, "Now here is a detailed scale model of a rocket on its launch pad."),
+    (32.5, "Now here is our rocket, a detailed scale model on its launch pad."),
 ];
 
 const SCENE_SECS: f64 = 55.0;

@@ -107,10 +107,6 @@ impl AsrStage {
             let (rx, m, out) = (job_rx.clone(), metrics.clone(), on_transcript.clone());
             let min_conf = cfg.min_confidence;
             threads.push(crate::stage::spawn(health, &format!("asr-{i}"), move || {
-                // An ORT session's first runs pay for allocations and kernel set-up (measured: 6.7 s
-                // for the first 5 s utterance on a loaded 2-core machine, 3.3 s for the next ones):
-                // pay it now, while the stream starts, not on the host's first line.
-                let _ = model.transcribe(&vec![0.0; SAMPLE_RATE as usize * 2]);
                 transcribe_loop(&mut model, rx, &m, min_conf, &*out);
                 Ok(())
             })?);
