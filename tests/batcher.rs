@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use image::RgbImage;
-use livesku::encode::{BatchEncode, Batcher, BatcherConfig, EncodeError, Embedded, EncodedMsg, Encoder, Side, Tagger};
+use livesku::encode::{BatchEncode, Batcher, BatcherConfig, EncodeError, Embedded, EncodedMsg, Encoder, FrameVectors, Side, Tagger};
 use livesku::messages::{Flow, Keyframe, StreamKey};
 use livesku::stage::Health;
 
@@ -22,7 +22,7 @@ struct Fake {
 }
 
 impl BatchEncode for Fake {
-    fn encode_batch(&mut self, images: &[&RgbImage], texts: &[Option<&str>]) -> Result<Vec<Vec<f32>>, EncodeError> {
+    fn encode_batch(&mut self, images: &[&RgbImage], texts: &[Option<&str>]) -> Result<Vec<FrameVectors>, EncodeError> {
         std::thread::sleep(self.delay);
         let batch = self.batches.fetch_add(1, Ordering::SeqCst) as f32;
         Ok(images
@@ -31,7 +31,7 @@ impl BatchEncode for Fake {
             .map(|(img, t)| {
                 let p = img.get_pixel(0, 0).0;
                 let seq = u32::from_le_bytes([p[1], p[2], img.get_pixel(1, 0).0[0], 0]);
-                vec![p[0] as f32, seq as f32, t.map_or(0.0, |t| t.len() as f32), batch]
+                FrameVectors::from(vec![p[0] as f32, seq as f32, t.map_or(0.0, |t| t.len() as f32), batch])
             })
             .collect())
     }
@@ -271,7 +271,7 @@ fn live_expiry_counts_from_capture_not_from_queueing() {
 fn a_panicking_encoder_fails_the_stage_and_closes_its_output() {
     struct Panics;
     impl BatchEncode for Panics {
-        fn encode_batch(&mut self, _: &[&RgbImage], _: &[Option<&str>]) -> Result<Vec<Vec<f32>>, EncodeError> {
+        fn encode_batch(&mut self, _: &[&RgbImage], _: &[Option<&str>]) -> Result<Vec<FrameVectors>, EncodeError> {
             panic!("model crashed")
         }
     }

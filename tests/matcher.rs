@@ -64,7 +64,7 @@ fn frame(key: &StreamKey, seq: u64, embedding: Vec<f32>, text: Option<&str>) -> 
         image: RgbImage::new(1, 1),
         phash: 0,
     };
-    Flow::Item(Embedded { frame: kf, text: text.map(str::to_string), embedding, waited: Duration::ZERO })
+    Flow::Item(Embedded { frame: kf, text: text.map(str::to_string), embedding, regions: Vec::new(), waited: Duration::ZERO })
 }
 
 type Ev = (String, String, Option<String>, String);

@@ -32,6 +32,7 @@ fn scripted(streams: &[&str]) -> Vec<DetectionEvent> {
                 pts_ms: seq * 1000,
                 captured_at: SystemTime::now(),
                 matches: vec![Match::new(p, score), Match::new("x", 0.3)],
+                regions: Vec::new(),
                 asr_text: None,
             };
             out.extend(t.observe(&o).iter().map(|d| DetectionEvent::from_decision(d, Some(p), &ctx)));

@@ -303,6 +303,7 @@ mod tests {
                 pts_ms: seq * 1000,
                 captured_at: SystemTime::UNIX_EPOCH + Duration::from_secs(seq),
                 matches: vec![Match::new("p", 0.9), Match::new("q", 0.3)],
+                regions: Vec::new(),
                 asr_text: None,
             }));
         }

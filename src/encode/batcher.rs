@@ -14,17 +14,17 @@ use image::RgbImage;
 
 use super::error::EncodeError;
 use super::metrics::BatcherMetrics;
-use super::model::{Encoder, Side};
+use super::model::{Encoder, FrameVectors};
 use crate::messages::{Flow, Keyframe, StreamKey};
 use crate::stage::{self, Health};
 
-/// What the batcher runs: one query vector per image, in order.
+/// What the batcher runs: one keyframe's query vectors per image, in order.
 pub trait BatchEncode: Send + 'static {
     fn encode_batch(
         &mut self,
         images: &[&RgbImage],
         texts: &[Option<&str>],
-    ) -> Result<Vec<Vec<f32>>, EncodeError>;
+    ) -> Result<Vec<FrameVectors>, EncodeError>;
 }
 
 impl BatchEncode for Encoder {
@@ -32,10 +32,8 @@ impl BatchEncode for Encoder {
         &mut self,
         images: &[&RgbImage],
         texts: &[Option<&str>],
-    ) -> Result<Vec<Vec<f32>>, EncodeError> {
-        let clips: Vec<[&RgbImage; 1]> = images.iter().map(|i| [*i]).collect();
-        let refs: Vec<&[&RgbImage]> = clips.iter().map(|c| c.as_slice()).collect();
-        self.encode(&refs, texts, Side::Query)
+    ) -> Result<Vec<FrameVectors>, EncodeError> {
+        self.encode_frames(images, texts)
     }
 }
 
@@ -48,7 +46,10 @@ pub type Tagger = Box<dyn Fn(&StreamKey, u64) -> Option<String> + Send>;
 pub struct Embedded {
     pub frame: Keyframe,
     pub text: Option<String>,
+    /// The whole view's query vector.
     pub embedding: Vec<f32>,
+    /// Salient regions small in the frame, each embedded from a crop (`[encoder.localise]`).
+    pub regions: Vec<super::model::RegionVector>,
     /// Time between the frame's capture (it left the decoder) and the start of inference.
     pub waited: Duration,
 }
@@ -354,8 +355,8 @@ impl<E: BatchEncode> Worker<E> {
         *batch = Vec::with_capacity(self.cfg.max_batch);
         for ((p, result), waited) in items.into_iter().zip(results).zip(waits) {
             match result {
-                Ok(embedding) => {
-                    let e = Embedded { frame: p.frame, text: p.text, embedding, waited };
+                Ok(FrameVectors { whole: embedding, regions }) => {
+                    let e = Embedded { frame: p.frame, text: p.text, embedding, regions, waited };
                     self.out.send(Flow::Item(e)).map_err(|_| OUTPUT_GONE.to_string())?;
                 }
                 Err(e) => {
@@ -369,7 +370,7 @@ impl<E: BatchEncode> Worker<E> {
 
     /// One result per item. When the batch fails as a whole, each frame is retried alone so one bad frame
     /// costs only itself.
-    fn encode(&mut self, items: &[Pending]) -> Vec<Result<Vec<f32>, EncodeError>> {
+    fn encode(&mut self, items: &[Pending]) -> Vec<Result<FrameVectors, EncodeError>> {
         let images: Vec<&RgbImage> = items.iter().map(|p| &p.frame.image).collect();
         let texts: Vec<Option<&str>> = items.iter().map(|p| p.text.as_deref()).collect();
         match self.encoder.encode_batch(&images, &texts) {

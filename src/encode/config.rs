@@ -72,6 +72,8 @@ pub struct EncoderConfig {
     /// Overrides of the manifest's fusion weights.
     pub visual_weight: Option<f32>,
     pub text_weight: Option<f32>,
+    /// Salient regions of a keyframe embedded from a crop ([`super::localise`]).
+    pub localise: super::localise::LocaliseConfig,
 }
 
 impl Default for EncoderConfig {
@@ -87,6 +89,7 @@ impl Default for EncoderConfig {
             text_cache: 4096,
             visual_weight: None,
             text_weight: None,
+            localise: Default::default(),
         }
     }
 }
@@ -106,6 +109,7 @@ impl EncoderConfig {
         if self.live_max_age_ms > 600_000 {
             return bad("encoder.live_max_age_ms", "must be at most 600000 (0 turns it off)");
         }
+        self.localise.validate()?;
         for (key, w) in
             [("encoder.visual_weight", self.visual_weight), ("encoder.text_weight", self.text_weight)]
         {

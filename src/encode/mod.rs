@@ -9,6 +9,7 @@ pub mod batcher;
 pub mod config;
 pub mod error;
 pub mod fusion;
+pub mod localise;
 pub mod manifest;
 pub mod metrics;
 pub mod model;
@@ -22,4 +23,4 @@ pub use batcher::{BatchEncode, Batcher, BatcherConfig, Embedded, EncodedMsg, Str
 pub use config::{EncoderConfig, Provider};
 pub use error::EncodeError;
 pub use manifest::Manifest;
-pub use model::{Encoder, Side};
+pub use model::{Encoder, FrameVectors, RegionVector, Side};

@@ -7,6 +7,7 @@ use image::RgbImage;
 use super::config::EncoderConfig;
 use super::error::EncodeError;
 use super::fusion::{page_vector, query_vector};
+use super::localise::{BBox, LocaliseConfig};
 use super::manifest::{FusionWeights, Manifest};
 use super::runtime::SessionOptions;
 use super::text::TextEncoder;
@@ -17,6 +18,27 @@ pub struct Encoder {
     pub visual: VisualEncoder,
     pub text: Option<TextEncoder>,
     pub weights: FusionWeights,
+    /// `[encoder.localise]`: salient regions re-embedded per keyframe ([`Encoder::encode_frames`]).
+    pub localise: LocaliseConfig,
+}
+
+/// A keyframe's query vectors: the whole view, and each salient region's crop with its box.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameVectors {
+    pub whole: Vec<f32>,
+    pub regions: Vec<RegionVector>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionVector {
+    pub bbox: BBox,
+    pub vector: Vec<f32>,
+}
+
+impl From<Vec<f32>> for FrameVectors {
+    fn from(whole: Vec<f32>) -> Self {
+        FrameVectors { whole, regions: Vec::new() }
+    }
 }
 
 /// Which side of the match an input is on.
@@ -49,6 +71,7 @@ impl Encoder {
             visual,
             text,
             weights,
+            localise: cfg.localise,
         })
     }
 
@@ -65,11 +88,44 @@ impl Encoder {
         side: Side,
     ) -> Result<Vec<Vec<f32>>, EncodeError> {
         let visual = self.visual.encode_clips(clips)?;
-        let (vdim, tdim) = (
-            self.manifest.visual.dim,
-            self.manifest.text.as_ref().map_or(0, |t| t.dim),
-        );
-        let mut text_vecs: Vec<Option<Arc<[f32]>>> = vec![None; clips.len()];
+        let text_vecs = self.text_vectors(clips.len(), texts)?;
+        Ok(visual.iter().zip(&text_vecs).map(|(v, t)| self.fuse(v, t.as_deref(), side)).collect())
+    }
+
+    /// Query vectors of keyframes: the whole view and its salient regions (`[encoder.localise]`), each
+    /// fused with the keyframe's text.
+    pub fn encode_frames(
+        &mut self,
+        images: &[&RgbImage],
+        texts: &[Option<&str>],
+    ) -> Result<Vec<FrameVectors>, EncodeError> {
+        let located = self.visual.encode_located(images, &self.localise)?;
+        let text_vecs = self.text_vectors(images.len(), texts)?;
+        Ok(located
+            .iter()
+            .zip(&text_vecs)
+            .map(|(l, t)| FrameVectors {
+                whole: self.fuse(&l.whole, t.as_deref(), Side::Query),
+                regions: l
+                    .regions
+                    .iter()
+                    .map(|(r, v)| RegionVector { bbox: r.bbox, vector: self.fuse(v, t.as_deref(), Side::Query) })
+                    .collect(),
+            })
+            .collect())
+    }
+
+    fn fuse(&self, visual: &[f32], text: Option<&[f32]>, side: Side) -> Vec<f32> {
+        let (vdim, tdim) = (self.manifest.visual.dim, self.manifest.text.as_ref().map_or(0, |t| t.dim));
+        match side {
+            Side::Page => page_vector(Some(visual), text, vdim, tdim),
+            Side::Query => query_vector(Some(visual), text, vdim, tdim, self.weights),
+        }
+    }
+
+    /// The text tower's vector per item (none for items without text, or without a text tower).
+    fn text_vectors(&mut self, n: usize, texts: &[Option<&str>]) -> Result<Vec<Option<Arc<[f32]>>>, EncodeError> {
+        let mut text_vecs: Vec<Option<Arc<[f32]>>> = vec![None; n];
         if let Some(text) = self.text.as_mut() {
             let wanted: Vec<(usize, &str)> = texts
                 .iter()
@@ -81,13 +137,6 @@ impl Encoder {
                 text_vecs[*i] = Some(v);
             }
         }
-        Ok(visual
-            .iter()
-            .zip(&text_vecs)
-            .map(|(v, t)| match side {
-                Side::Page => page_vector(Some(v), t.as_deref(), vdim, tdim),
-                Side::Query => query_vector(Some(v), t.as_deref(), vdim, tdim, self.weights),
-            })
-            .collect())
+        Ok(text_vecs)
     }
 }

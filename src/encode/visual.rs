@@ -5,6 +5,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use super::error::EncodeError;
+use super::localise::{self, LocaliseConfig, Region};
 use super::manifest::{Layout, Manifest, VisualSpec};
 use super::pooling::{mean_of_units, pool_visual};
 use super::preprocess::Preprocessor;
@@ -53,6 +54,39 @@ impl VisualEncoder {
             Layout::Nchw => vec![n, 3, h as usize, w as usize],
             Layout::Ntchw => vec![n, self.spec.frames, 3, h as usize, w as usize],
         }
+    }
+
+    /// Per image: the whole view's unit vector and, for each salient region small in the frame
+    /// ([`localise`]), a unit vector of a crop around it from a second pass (batched over all images).
+    /// A tower without patch tokens (pooled output) or a clip model gives no regions.
+    pub fn encode_located(&mut self, images: &[&RgbImage], cfg: &LocaliseConfig) -> Result<Vec<Located>, EncodeError> {
+        if cfg.max_regions == 0 || self.spec.frames != 1 || images.is_empty() {
+            return Ok(self.encode_images(images)?.into_iter().map(|whole| Located { whole, regions: Vec::new() }).collect());
+        }
+        self.prepare(images)?;
+        let shape = self.input_shape(images.len());
+        let len = images.len() * self.item_len();
+        let (wholes, tokens) = run(&mut self.session, self.head.as_mut(), &self.spec, &self.batch[..len], shape, true)?;
+        let mut located: Vec<Located> = wholes.into_iter().map(|whole| Located { whole, regions: Vec::new() }).collect();
+        let Some(Tokens { tokens, dim, data }) = tokens else { return Ok(located) };
+        let grid = (tokens.saturating_sub(1) as f64).sqrt() as usize;
+        if grid * grid + 1 != tokens {
+            return Ok(located);
+        }
+        let mut crops: Vec<(usize, Region, RgbImage)> = Vec::new();
+        for (i, (img, item)) in images.iter().zip(data.chunks_exact(tokens * dim)).enumerate() {
+            for r in localise::regions(&item[dim..], grid, dim, img.dimensions(), self.spec.resize, cfg) {
+                let (x, y, w, h) = r.crop;
+                let crop = image::imageops::crop_imm(*img, x, y, w, h).to_image();
+                crops.push((i, r, crop));
+            }
+        }
+        let refs: Vec<&RgbImage> = crops.iter().map(|(_, _, c)| c).collect();
+        let vectors = self.encode_images(&refs)?;
+        for ((i, region, _), v) in crops.into_iter().zip(vectors) {
+            located[i].regions.push((region, v));
+        }
+        Ok(located)
     }
 
     /// One unit vector per image (single-frame models) — the per-keyframe path.
@@ -124,13 +158,13 @@ impl VisualEncoder {
     pub fn run_prepared(&mut self, n: usize) -> Result<Vec<Vec<f32>>, EncodeError> {
         let len = n * self.item_len();
         let shape = self.input_shape(n);
-        run(&mut self.session, self.head.as_mut(), &self.spec, &self.batch[..len], shape)
+        Ok(run(&mut self.session, self.head.as_mut(), &self.spec, &self.batch[..len], shape, false)?.0)
     }
 
     /// Runs the tower on an already prepared input tensor (benchmarks, reference tests).
     pub fn run_tensor(&mut self, tensor: &[f32], n: usize) -> Result<Vec<Vec<f32>>, EncodeError> {
         let shape = self.input_shape(n);
-        run(&mut self.session, self.head.as_mut(), &self.spec, tensor, shape)
+        Ok(run(&mut self.session, self.head.as_mut(), &self.spec, tensor, shape, false)?.0)
     }
 
     /// The tower's raw output for single-frame images, before any head or pooling: `(tokens, dim, data)`
@@ -147,29 +181,45 @@ impl VisualEncoder {
     }
 }
 
+/// One image's embedding, and those of its salient regions (see [`VisualEncoder::encode_located`]).
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub whole: Vec<f32>,
+    pub regions: Vec<(Region, Vec<f32>)>,
+}
+
+/// The tower's token output of a batch: `tokens` x `dim` floats per item.
+struct Tokens {
+    tokens: usize,
+    dim: usize,
+    data: Vec<f32>,
+}
+
+/// Unit vectors of a batch, and (when `keep_tokens`) a copy of the tower's token output.
 fn run(
     session: &mut Session,
     head: Option<&mut Session>,
     spec: &VisualSpec,
     data: &[f32],
     shape: Vec<usize>,
-) -> Result<Vec<Vec<f32>>, EncodeError> {
+    keep_tokens: bool,
+) -> Result<(Vec<Vec<f32>>, Option<Tokens>), EncodeError> {
     let n = shape[0];
     if n == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
     let input = TensorRef::from_array_view((shape, data))?;
     let outputs = session.run(ort::inputs![spec.input.as_str() => input])?;
+    let want = spec.head.as_ref().map_or(spec.dim, |h| h.input_dim);
+    let (tokens, dim, out) = batch_output(&outputs, &spec.output, n, want)?;
+    let kept = (keep_tokens && tokens > 1).then(|| Tokens { tokens, dim, data: out.to_vec() });
     if let (Some(head), Some(h)) = (head, spec.head.as_ref()) {
-        let (tokens, dim, out) = batch_output(&outputs, &spec.output, n, h.input_dim)?;
         let tokens_in = TensorRef::from_array_view((vec![n, tokens, dim], out))?;
         let pooled = head.run(ort::inputs![h.input.as_str() => tokens_in])?;
         let (_, dim, out) = batch_output(&pooled, &h.output, n, spec.dim)?;
-        return Ok(out.chunks_exact(dim).map(|item| pool_visual(item, 1, dim, spec.pooling)).collect());
+        let vectors = out.chunks_exact(dim).map(|item| pool_visual(item, 1, dim, spec.pooling)).collect();
+        return Ok((vectors, kept));
     }
-    let (tokens, dim, out) = batch_output(&outputs, &spec.output, n, spec.dim)?;
-    Ok(out
-        .chunks_exact(tokens * dim)
-        .map(|item| pool_visual(item, tokens, dim, spec.pooling))
-        .collect())
+    let vectors = out.chunks_exact(tokens * dim).map(|item| pool_visual(item, tokens, dim, spec.pooling)).collect();
+    Ok((vectors, kept))
 }

@@ -79,6 +79,10 @@ pub struct DetectionEvent {
     pub update_seq: u32,
     pub first_seen: Seen,
     pub last_seen: Seen,
+    /// Normalised `[x0, y0, x1, y1]` of the view the product was last seen best in (events from before
+    /// the field read as the whole frame).
+    #[serde(default = "whole_frame")]
+    pub region: [f32; 4],
     pub evidence: EvidenceJson,
     pub asr_text: Option<String>,
     pub model_version: String,
@@ -96,7 +100,11 @@ fn seen(s: &SeenAt) -> Seen {
     Seen { seq: s.seq, pts_ms: s.pts_ms, utc: utc(s.captured_at) }
 }
 
-/// Scores are rounded to 4 decimals: f32 noise in the JSON helps nobody.
+fn whole_frame() -> [f32; 4] {
+    [0.0, 0.0, 1.0, 1.0]
+}
+
+/// Scores (and box corners) are rounded to 4 decimals: f32 noise in the JSON helps nobody.
 fn round(x: f32) -> f32 {
     ((x as f64 * 1e4).round() / 1e4) as f32
 }
@@ -121,6 +129,7 @@ impl DetectionEvent {
             update_seq: d.update_seq,
             first_seen: seen(&d.first_seen),
             last_seen: seen(&d.last_seen),
+            region: d.region.map(round),
             evidence: EvidenceJson {
                 window: d.evidence.window,
                 hits: d.evidence.hits,

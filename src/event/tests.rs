@@ -26,6 +26,7 @@ fn scripted_events(stream: &str) -> Vec<DetectionEvent> {
             pts_ms: seq * 500,
             captured_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + seq * 500),
             matches: vec![Match::new(p, s), Match::new("other", 0.4)],
+            regions: Vec::new(),
             asr_text: (seq == 1).then(|| "look at this kettle".to_string()),
         };
         for d in t.observe(&o) {

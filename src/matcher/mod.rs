@@ -20,7 +20,7 @@ use crate::encode::batcher::EncodedMsg;
 use crate::event::{DetectionEvent, EventContext};
 use crate::gallery::Searcher;
 use crate::messages::{Flow, StreamKey};
-use crate::track::{Decision, Match, Observation, Tracker};
+use crate::track::{Decision, Match, Observation, RegionMatches, Tracker};
 
 /// Cosine between a stream's speech tag and a product's page text from which the speech counts as being
 /// about that product, so the event carries it. On the demo, a line naming a product scores about 0.6
@@ -117,30 +117,14 @@ impl Matcher {
 
     fn observation(&self, e: &Embedded) -> Observation {
         let searcher = self.searcher.read();
-        let gallery = &searcher.gallery;
         let started = Instant::now();
-        let hits = searcher.search(&e.embedding, self.settings.top_k).into_iter().next().unwrap_or_default();
+        let matches = self.view_matches(&searcher, e, &e.embedding, None);
+        let regions = e
+            .regions
+            .iter()
+            .map(|r| RegionMatches { bbox: r.bbox, matches: self.view_matches(&searcher, e, &r.vector, Some(r.bbox)) })
+            .collect();
         self.metrics.search_seconds.observe(started.elapsed().as_secs_f64());
-        // Abstain when the frame looks at least as much like an empty set as like the best product. This
-        // is decided on the image alone: background references carry no text, so with speech fused in,
-        // the text part would lift every product over them and a product that is only named, not shown,
-        // would be detected. Speech re-ranks products the camera shows; it does not make them appear.
-        let v = self.settings.visual_dim.min(e.embedding.len());
-        let visual = |row: usize| dot(&e.embedding[..v], gallery.vector(row));
-        let best = hits.iter().map(|h| visual(h.row)).fold(f32::NEG_INFINITY, f32::max);
-        // What a threshold calibration needs to see (RUST_LOG=livesku::matcher=debug).
-        tracing::debug!(stream = %e.frame.stream_id, seq = e.frame.seq, pts_ms = e.frame.pts_ms,
-            top1 = hits.first().map_or("", |h| gallery.product(h.row).product_id.as_str()),
-            score1 = hits.first().map_or(0.0, |h| h.score), score2 = hits.get(1).map_or(0.0, |h| h.score),
-            visual_best = best, background = self.background.score(&e.embedding[..v]), "keyframe matched");
-        let matches = if self.background.abstains(best, &e.embedding[..v], self.settings.background_margin) {
-            self.metrics.abstained.inc();
-            Vec::new()
-        } else {
-            hits.iter()
-                .map(|h| Match { product_id: gallery.product(h.row).product_id.clone(), score: h.score })
-                .collect()
-        };
         Observation {
             stream_id: e.frame.stream_id.clone(),
             generation: e.frame.generation,
@@ -148,8 +132,33 @@ impl Matcher {
             pts_ms: e.frame.pts_ms,
             captured_at: e.frame.captured_at,
             matches,
+            regions,
             asr_text: e.text.clone(),
         }
+    }
+
+    /// The top-k of one view of a keyframe (the whole frame, or a region's crop), or none when the view
+    /// looks like the empty set.
+    fn view_matches(&self, searcher: &Searcher, e: &Embedded, query: &[f32], bbox: Option<[f32; 4]>) -> Vec<Match> {
+        let gallery = &searcher.gallery;
+        let hits = searcher.search(query, self.settings.top_k).into_iter().next().unwrap_or_default();
+        // Abstain when the view looks at least as much like an empty set as like the best product. This
+        // is decided on the image alone: background references carry no text, so with speech fused in,
+        // the text part would lift every product over them and a product that is only named, not shown,
+        // would be detected. Speech re-ranks products the camera shows; it does not make them appear.
+        let v = self.settings.visual_dim.min(query.len());
+        let visual = |row: usize| dot(&query[..v], gallery.vector(row));
+        let best = hits.iter().map(|h| visual(h.row)).fold(f32::NEG_INFINITY, f32::max);
+        // What a threshold calibration needs to see (RUST_LOG=livesku::matcher=debug).
+        tracing::debug!(stream = %e.frame.stream_id, seq = e.frame.seq, pts_ms = e.frame.pts_ms, region = ?bbox,
+            top1 = hits.first().map_or("", |h| gallery.product(h.row).product_id.as_str()),
+            score1 = hits.first().map_or(0.0, |h| h.score), score2 = hits.get(1).map_or(0.0, |h| h.score),
+            visual_best = best, background = self.background.score(&query[..v]), "keyframe matched");
+        if self.background.abstains(best, &query[..v], self.settings.background_margin) {
+            self.metrics.abstained.inc();
+            return Vec::new();
+        }
+        hits.iter().map(|h| Match { product_id: gallery.product(h.row).product_id.clone(), score: h.score }).collect()
     }
 
     /// `trigger`: capture time of the keyframe that led to these decisions (none when a stream's end did).

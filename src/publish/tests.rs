@@ -20,6 +20,7 @@ fn events(n: usize) -> Vec<DetectionEvent> {
             pts_ms: seq * 1000,
             captured_at: std::time::SystemTime::now(),
             matches: vec![Match::new(p, 0.9), Match::new("x", 0.3)],
+            regions: Vec::new(),
             asr_text: None,
         };
         out.extend(t.observe(&o).iter().map(|d| DetectionEvent::from_decision(d, None, &ctx)));

@@ -70,4 +70,7 @@ pub struct Decision {
     pub evidence: Evidence,
     /// Latest transcribed speech on the stream, if any.
     pub asr_text: Option<String>,
+    /// Where the product was at `last_seen`: normalised `[x0, y0, x1, y1]` of the view (whole frame or
+    /// salient region) it scored best in.
+    pub region: [f32; 4],
 }

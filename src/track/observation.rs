@@ -29,11 +29,21 @@ pub struct Observation {
     pub pts_ms: u64,
     /// Wall-clock capture time of the keyframe.
     pub captured_at: SystemTime,
-    /// Best first; the tracker re-sorts and keeps one entry per product, so unsorted input or several
-    /// gallery images of one product are harmless.
+    /// Matches of the whole frame. Best first; the tracker re-sorts and keeps one entry per product, so
+    /// unsorted input or several gallery images of one product are harmless.
     pub matches: Vec<Match>,
+    /// Matches of salient regions of the frame, each embedded from its own crop (may be empty).
+    pub regions: Vec<RegionMatches>,
     /// Speech transcribed around this keyframe (a later ASR issue); carried into events.
     pub asr_text: Option<String>,
+}
+
+/// The matches of one region of a keyframe.
+#[derive(Debug, Clone)]
+pub struct RegionMatches {
+    /// Normalised `[x0, y0, x1, y1]` in the keyframe.
+    pub bbox: [f32; 4],
+    pub matches: Vec<Match>,
 }
 
 /// Sorts best first, drops non-finite scores and keeps the best entry per product, so that the

@@ -8,19 +8,16 @@ use super::decision::{Decision, DecisionKind, Evidence, EvidenceFrame, SeenAt};
 use super::observation::{Match, Observation, normalize};
 use crate::messages::StreamKey;
 
-/// One window keyframe with normalized matches (best first, one per product).
-struct Frame {
-    seq: u64,
-    pts_ms: u64,
-    captured_at: SystemTime,
+const WHOLE_FRAME: [f32; 4] = [0.0, 0.0, 1.0, 1.0];
+
+/// One view of a keyframe (the whole frame or a salient region) with normalized matches (best first,
+/// one per product).
+struct View {
+    bbox: [f32; 4],
     matches: Vec<Match>,
 }
 
-impl Frame {
-    fn at(&self) -> SeenAt {
-        SeenAt { seq: self.seq, pts_ms: self.pts_ms, captured_at: self.captured_at }
-    }
-
+impl View {
     fn score_of(&self, product: &str) -> Option<f32> {
         self.matches.iter().find(|m| m.product_id == product).map(|m| m.score)
     }
@@ -31,9 +28,64 @@ impl Frame {
         let margin = top.score - self.matches.get(1).map_or(0.0, |m| m.score);
         (top.score >= cfg.enter() && margin >= cfg.margin()).then_some(top.product_id.as_str())
     }
+}
 
+/// One window keyframe: its views, the whole frame first.
+struct Frame {
+    seq: u64,
+    pts_ms: u64,
+    captured_at: SystemTime,
+    views: Vec<View>,
+}
+
+impl Frame {
+    fn at(&self) -> SeenAt {
+        SeenAt { seq: self.seq, pts_ms: self.pts_ms, captured_at: self.captured_at }
+    }
+
+    /// The view the product scores best in, with that score.
+    fn best_view(&self, product: &str) -> Option<(&View, f32)> {
+        self.views
+            .iter()
+            .filter_map(|v| v.score_of(product).map(|s| (v, s)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    fn score_of(&self, product: &str) -> Option<f32> {
+        self.best_view(product).map(|(_, s)| s)
+    }
+
+    /// Products that are a strong hit in some view, in view order, each once.
+    fn strong_hits(&self, cfg: &TrackConfig) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for id in self.views.iter().filter_map(|v| v.strong_hit(cfg)) {
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        out
+    }
+
+    fn is_strong_hit(&self, cfg: &TrackConfig, product: &str) -> bool {
+        self.views.iter().any(|v| v.strong_hit(cfg) == Some(product))
+    }
+
+    /// Best other product in the view the product was seen best in.
     fn runner_up_for(&self, product: &str) -> Option<Match> {
-        self.matches.iter().find(|m| m.product_id != product).cloned()
+        let (view, _) = self.best_view(product)?;
+        view.matches.iter().find(|m| m.product_id != product).cloned()
+    }
+
+    /// Where the product is: the smallest view that has it as top-1 (a region rather than the whole
+    /// frame that also shows it), else the view it scores best in.
+    fn region_of(&self, product: &str) -> Option<[f32; 4]> {
+        let area = |b: &[f32; 4]| (b[2] - b[0]) * (b[3] - b[1]);
+        self.views
+            .iter()
+            .filter(|v| v.matches.first().is_some_and(|m| m.product_id == product))
+            .map(|v| v.bbox)
+            .min_by(|a, b| area(a).total_cmp(&area(b)))
+            .or_else(|| self.best_view(product).map(|(v, _)| v.bbox))
     }
 }
 
@@ -42,6 +94,8 @@ struct Episode {
     first_seen: SeenAt,
     last_seen: SeenAt,
     runner_up: Option<Match>,
+    /// Box of the view it was last seen best in.
+    region: [f32; 4],
     /// Consecutive keyframes without the product.
     misses: u32,
     updates: u32,
@@ -75,11 +129,13 @@ impl StreamState {
         if obs.asr_text.is_some() {
             self.asr_text.clone_from(&obs.asr_text);
         }
+        let whole = View { bbox: WHOLE_FRAME, matches: normalize(&obs.matches) };
+        let regions = obs.regions.iter().map(|r| View { bbox: r.bbox, matches: normalize(&r.matches) });
         let frame = Frame {
             seq: obs.seq,
             pts_ms: obs.pts_ms,
             captured_at: obs.captured_at,
-            matches: normalize(&obs.matches),
+            views: std::iter::once(whole).chain(regions).collect(),
         };
         self.window.push_back(frame);
         while self.window.len() > cfg.window as usize {
@@ -96,6 +152,7 @@ impl StreamState {
                 ep.misses = 0;
                 ep.last_seen = frame.at();
                 ep.runner_up = frame.runner_up_for(id);
+                ep.region = frame.region_of(id).unwrap_or(WHOLE_FRAME);
                 updated.push(id.clone());
             } else {
                 ep.misses += 1;
@@ -112,8 +169,12 @@ impl StreamState {
             out.push(self.end_episode(cfg, &id));
         }
 
-        // A product not on yet: the strong top-1 of this frame, if the window holds enough strong hits.
-        if let Some(id) = self.window.back().and_then(|f| f.strong_hit(cfg)).map(str::to_string) {
+        // A product not on yet: a strong top-1 of a view of this frame, if the window holds enough strong
+        // hits.
+        let mut strong: Vec<String> =
+            self.window.back().map(|f| f.strong_hits(cfg).into_iter().map(str::to_string).collect()).unwrap_or_default();
+        strong.sort();
+        for id in strong {
             let cutoff = match self.products.get(&id) {
                 Some(ProductState::On(_)) => None,
                 Some(ProductState::Off { cutoff_seq }) => Some(Some(*cutoff_seq)),
@@ -159,7 +220,7 @@ impl StreamState {
     }
 
     fn try_appear(&mut self, cfg: &TrackConfig, id: &str, cutoff: Option<u64>) -> Option<Decision> {
-        let hits: Vec<&Frame> = self.frames_after(cutoff).filter(|f| f.strong_hit(cfg) == Some(id)).collect();
+        let hits: Vec<&Frame> = self.frames_after(cutoff).filter(|f| f.is_strong_hit(cfg, id)).collect();
         if (hits.len() as u32) < cfg.min_hits {
             return None;
         }
@@ -170,6 +231,7 @@ impl StreamState {
             first_seen: first,
             last_seen: last.at(),
             runner_up: last.runner_up_for(id),
+            region: last.region_of(id).unwrap_or(WHOLE_FRAME),
             misses: 0,
             updates: 0,
             last_event_pts_ms: last.pts_ms,
@@ -224,7 +286,7 @@ impl StreamState {
         let hits = self
             .window
             .iter()
-            .filter(|f| f.seq >= ep.first_seen.seq && f.strong_hit(cfg) == Some(id))
+            .filter(|f| f.seq >= ep.first_seen.seq && f.is_strong_hit(cfg, id))
             .count() as u32;
         (score, hits)
     }
@@ -261,6 +323,7 @@ impl StreamState {
             last_seen: ep.last_seen,
             evidence: Evidence { window: cfg.window, hits, frames },
             asr_text: self.asr_text.clone(),
+            region: ep.region,
         })
     }
 

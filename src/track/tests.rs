@@ -19,6 +19,7 @@ fn obs(stream: &str, seq: u64, matches: &[(&str, f32)]) -> Observation {
         pts_ms: seq * 1000,
         captured_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + seq),
         matches: matches.iter().map(|(p, s)| Match::new(*p, *s)).collect(),
+        regions: Vec::new(),
         asr_text: None,
     }
 }
@@ -274,4 +275,50 @@ fn config_defaults_valid_and_errors_name_the_key() {
     let parsed: TrackConfig = toml::from_str("window = 7\nmin_hits = 4").unwrap();
     assert_eq!((parsed.window, parsed.min_hits, parsed.enter()), (7, 4, 0.6));
     assert!(toml::from_str::<TrackConfig>("windw = 7").unwrap_err().to_string().contains("windw"));
+}
+
+#[test]
+fn two_products_in_two_regions_are_both_on_each_with_its_box() {
+    let left = [0.05, 0.3, 0.4, 0.7];
+    let right = [0.6, 0.3, 0.95, 0.7];
+    let mut t = Tracker::new(TrackConfig::default());
+    let mut ev = Vec::new();
+    for seq in 0..8 {
+        let mut o = obs("s", seq, BG);
+        o.regions = vec![
+            RegionMatches { bbox: left, matches: present("a", 0.8, 0.4).into_iter().map(|(p, s)| Match::new(p, s)).collect() },
+            RegionMatches { bbox: right, matches: present("b", 0.75, 0.4).into_iter().map(|(p, s)| Match::new(p, s)).collect() },
+        ];
+        ev.extend(t.observe(&o));
+    }
+    ev.extend(t.end_stream(&key("s")));
+    let story: Vec<_> =
+        ev.iter().filter(|d| d.kind != Updated).map(|d| (d.kind, d.product_id.as_str(), d.region)).collect();
+    assert_eq!(
+        story,
+        vec![(Appeared, "a", left), (Appeared, "b", right), (Disappeared, "a", left), (Disappeared, "b", right)],
+        "{ev:?}"
+    );
+    // A product seen in the whole frame carries the whole frame's box.
+    let mut t = Tracker::new(TrackConfig::default());
+    let on: Vec<Decision> = (0..3).flat_map(|seq| t.observe(&obs("s", seq, &present("a", 0.8, 0.4)))).collect();
+    assert_eq!(on.iter().map(|d| (d.kind, d.region)).collect::<Vec<_>>(), vec![(Appeared, [0.0, 0.0, 1.0, 1.0])]);
+}
+
+#[test]
+fn one_noisy_region_does_not_decide() {
+    // Strong top-1s of a product in a side region on scattered single keyframes: never K of N.
+    let mut t = Tracker::new(TrackConfig::default());
+    let mut ev = Vec::new();
+    for seq in 0..30 {
+        let mut o = obs("s", seq, BG);
+        if seq % 3 == 0 {
+            o.regions = vec![RegionMatches {
+                bbox: [0.1, 0.1, 0.2, 0.2],
+                matches: present("x", 0.9, 0.4).into_iter().map(|(p, s)| Match::new(p, s)).collect(),
+            }];
+        }
+        ev.extend(t.observe(&o));
+    }
+    assert!(ev.is_empty(), "{ev:?}");
 }
