@@ -37,6 +37,10 @@ pub struct OcrConfig {
     /// Recognition crops are resized to at most this width (aspect kept otherwise); longer lines are
     /// squeezed rather than dropped.
     pub rec_max_width: u32,
+    /// A batch is padded to at least this width. PaddleOCR pads to 320 (its training crops are 48 x 320);
+    /// measured on the Grocery pages, no padding read better (17 against 15 of 31 packages first) in a
+    /// third of the recognition time.
+    pub rec_min_width: u32,
     /// Crops per recognition run.
     pub rec_batch: usize,
     /// Lines recognised with a lower confidence (mean probability of the emitted characters) are dropped.
@@ -58,6 +62,7 @@ impl Default for OcrConfig {
             min_box_side: 3,
             max_boxes: 50,
             rec_max_width: 1280,
+            rec_min_width: 0,
             rec_batch: 8,
             min_confidence: 0.5,
         }

@@ -18,8 +18,6 @@ use crate::encode::runtime::{SessionOptions, open_session};
 
 /// PP-OCR (v3 and later) recognisers take lines 48 pixels high.
 const REC_HEIGHT: u32 = 48;
-/// ... and were trained on 48 x 320 crops: shorter lines are padded to this width, as PaddleOCR does.
-const REC_MIN_WIDTH: u32 = 320;
 /// A crop this much taller than wide is vertical text: turned a quarter counter-clockwise before reading.
 const VERTICAL_RATIO: f32 = 1.5;
 
@@ -144,11 +142,14 @@ impl OcrEngine {
         // Similar widths batch together, so that little of a batch is padding.
         let mut order: Vec<usize> = (0..crops.len()).collect();
         order.sort_by_key(|&i| width_of(&crops[i]));
+        let widths: Vec<u32> = order.iter().map(|&i| width_of(&crops[i])).collect();
         let mut lines: Vec<(usize, TextLine)> = Vec::new();
         let mut session = self.rec.lock();
-        for chunk in order.chunks(self.cfg.rec_batch) {
+        for range in batches(&widths, self.cfg.rec_batch) {
+            let chunk = &order[range];
             let stride =
-                chunk.iter().map(|&i| width_of(&crops[i])).max().unwrap_or(1).max(REC_MIN_WIDTH) as usize;
+                chunk.iter().map(|&i| width_of(&crops[i])).max().unwrap_or(1).max(self.cfg.rec_min_width)
+                    as usize;
             let item = 3 * REC_HEIGHT as usize * stride;
             let mut data = vec![0f32; chunk.len() * item];
             for (k, &i) in chunk.iter().enumerate() {
@@ -191,7 +192,31 @@ impl OcrEngine {
     }
 }
 
+/// Consecutive runs of the sorted `widths`: at most `max` crops, the widest at most twice the narrowest
+/// (the rest of a batch is padded to its widest crop: wasted compute).
+fn batches(widths: &[u32], max: usize) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=widths.len() {
+        if i == widths.len() || i - start >= max || widths[i] > 2 * widths[start] {
+            out.push(start..i);
+            start = i;
+        }
+    }
+    out
+}
+
 fn existing(dir: &Path, file: &str) -> Result<PathBuf, OcrError> {
     let path = dir.join(file);
     if path.is_file() { Ok(path) } else { Err(OcrError::Missing { path }) }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn batches_group_similar_widths() {
+        assert_eq!(super::batches(&[10, 12, 19, 40, 50, 300], 8), vec![0..3, 3..5, 5..6]);
+        assert_eq!(super::batches(&[10, 10, 10], 2), vec![0..2, 2..3]);
+        assert!(super::batches(&[], 8).is_empty());
+    }
 }

@@ -6,13 +6,15 @@
 //! Per product, two figures in [0, 1]:
 //! - title coverage: the IDF-weighted share of the product's title tokens found in the text (each counted
 //!   with its best similarity); reading "Arla Milk" covers "Arla Milk" fully, "Garant Milk" only partly;
-//! - support: the IDF-weighted share of the matched text tokens (those that are catalogue words at all:
-//!   OCR garbage is ignored) that belong to the product's title or description.
+//! - support: the IDF-weighted mass of the matched text tokens (those that are catalogue words at all:
+//!   OCR garbage is ignored) found in the product's title or description, over the larger of the whole
+//!   matched mass and the product's title mass: a short title fully covered ("Orange") loses support
+//!   when most of the text belongs to another product ("GOD MORGON orange"), and a little text (one
+//!   common word, "milk") cannot fully support a product with a longer name.
 //!
-//! `score = coverage * (title_weight + (1 - title_weight) * support)`: the product's name must be there
-//! (a word shared by every product gives each a low coverage), and a short title fully covered loses
-//! part of its score when most of the text belongs to another product. The best product is accepted (text
-//! alone names it) when it scores `accept` or more and leads the runner-up by `margin`: at most one
+//! `score = title_weight * coverage + (1 - title_weight) * support`: description words count too (a
+//! package printed in the shop's language, a catalogue title in English). The best product is accepted
+//! (text alone names it) when it scores `accept` or more and leads the runner-up by `margin`: at most one
 //! product is accepted, and two look-alikes read equally well are left to the other evidence.
 
 use std::collections::HashMap;
@@ -41,12 +43,12 @@ pub struct MatchConfig {
     /// or read without a space: "arlamilk"), counted at `substring_similarity`.
     pub substring_min_len: usize,
     pub substring_similarity: f32,
-    /// The share of the score that coverage earns alone; the rest needs support. At 0.5 a short title
-    /// fully covered ("Orange") does not beat a product that explains all of the text ("God Morgon Orange
-    /// Juice" read as "GOD MORGON orange"); see BENCHMARKS.md "OCR (issue 12)".
+    /// Weight of coverage against support. At 0.5 a short title fully covered ("Orange") does not beat a
+    /// product that explains all of the text ("God Morgon Orange Juice" read as "GOD MORGON orange");
+    /// see BENCHMARKS.md "OCR (issue 12)".
     pub title_weight: f32,
     /// Acceptance of the best product: at least this score ... A look-alike whose title shares two of
-    /// three words with the text ("Garant Standard Milk" for "Arla Standard Milk") scores about 0.4, the
+    /// three words with the text ("Garant Standard Milk" for "Arla Standard Milk") scores 0.55-0.6, the
     /// common word alone ("milk") about 0.25 (the tests here, tests/ocr.rs, BENCHMARKS.md "OCR (issue 12)").
     pub accept: f32,
     /// ... and at least this much above the runner-up.
@@ -208,24 +210,34 @@ impl TextIndex {
             *e = e.max(sim);
         };
         for tok in read {
+            // An exact word is that word only: "milk" read must not also count as "mild".
             if let Some(&id) = self.ids.get(tok) {
                 note(id, 1.0);
+                continue;
             }
             let len = tok.chars().count();
             if len >= self.cfg.exact_below {
-                // Tokens within the edit budget of the longer length only.
+                // Only the closest words (ties kept), and only lengths within the edit budget:
+                // 1 - d / max_len >= m allows a length up to len / m.
                 let budget =
                     ((1.0 - self.cfg.min_similarity) * len as f32 / self.cfg.min_similarity) as usize;
                 let lo = len.saturating_sub(budget).max(self.cfg.exact_below);
+                let mut closest: (f32, Vec<u32>) = (self.cfg.min_similarity, Vec::new());
                 for l in lo..=(len + budget).min(self.by_len.len().saturating_sub(1)) {
                     for &id in &self.by_len[l] {
                         let sim = strsim::normalized_levenshtein(tok, &self.vocab[id as usize]) as f32;
-                        if sim >= self.cfg.min_similarity {
-                            note(id, sim);
+                        if sim > closest.0 {
+                            closest = (sim, vec![id]);
+                        } else if sim == closest.0 {
+                            closest.1.push(id);
                         }
                     }
                 }
+                for id in closest.1 {
+                    note(id, closest.0);
+                }
             }
+            // Words run together: every catalogue word inside counts.
             let upper = len.min(self.by_len.len());
             for l in self.cfg.substring_min_len..upper {
                 for &id in &self.by_len[l] {
@@ -269,8 +281,8 @@ impl TextIndex {
                 let covered: f32 =
                     e.title.iter().map(|t| self.idf[*t as usize] * best.get(t).copied().unwrap_or(0.0)).sum();
                 let coverage = if e.title_mass > 0.0 { covered / e.title_mass } else { 0.0 };
-                let support = sup / total;
-                let score = coverage * (w + (1.0 - w) * support);
+                let support = sup / total.max(e.title_mass);
+                let score = w * coverage + (1.0 - w) * support;
                 TextMatch { product_id: e.product_id.clone(), score, coverage, support, accepted: false }
             })
             .collect();
