@@ -96,11 +96,7 @@ fn catalogue(args: &Args) -> anyhow::Result<Option<Vec<ProductText>>> {
         for line in parsed.skip_lines() {
             eprintln!("{line}");
         }
-        let products = parsed
-            .items
-            .into_iter()
-            .map(|e| ProductText { product_id: e.product_id, title: e.title, description: e.description })
-            .collect();
+        let products = parsed.items.iter().map(ProductText::from).collect();
         return Ok(Some(products));
     }
     if let Some(dir) = &args.gallery {

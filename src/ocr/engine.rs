@@ -49,6 +49,14 @@ impl OcrEngine {
         let opts = SessionOptions { provider: Provider::Cpu, intra_threads: cfg.intra_threads };
         let det = open_session(&existing(&dir, DET_FILE)?, opts)?;
         let rec = open_session(&existing(&dir, REC_FILE)?, opts)?;
+        for (session, file) in [(&det, DET_FILE), (&rec, REC_FILE)] {
+            if session.inputs().len() != 1 || session.outputs().is_empty() {
+                return Err(OcrError::Model(format!(
+                    "{}: want one input and an output",
+                    dir.join(file).display()
+                )));
+            }
+        }
         let list = rec.metadata()?.custom("character").ok_or_else(|| {
             OcrError::Model(format!(
                 "{}: no `character` metadata (the character list)",

@@ -31,6 +31,16 @@ pub struct ProductText {
     pub description: String,
 }
 
+impl From<&crate::gallery::catalog::CatalogEntry> for ProductText {
+    fn from(e: &crate::gallery::catalog::CatalogEntry) -> Self {
+        ProductText {
+            product_id: e.product_id.clone(),
+            title: e.title.clone(),
+            description: e.description.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MatchConfig {
