@@ -115,3 +115,6 @@ say "done: $DEST/manifest.toml"
 
 # Speech models (Moonshine base-en + Silero VAD) for the ASR stage, in their own directory.
 bash "$HERE/asr.sh" || die "speech model set-up (models/asr.sh) failed"
+
+# Packaging-text OCR models (PP-OCRv4 det + rec) for src/ocr/, in their own directory.
+bash "$HERE/ocr.sh" || die "OCR model set-up (models/ocr.sh) failed"

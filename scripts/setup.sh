@@ -9,12 +9,13 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # GStreamer (build + runtime + libav decoders), x264/tools for generating test streams, nginx with the
 # RTMP module (test and demo RTMP/HLS server), espeak-ng + sox (test speech), chromium + chromium-driver
-# (dashboard test, headless). See ../shared/STACK.md.
+# (dashboard test, headless), gstreamer1.0-x (`textoverlay`, Pango) + fonts-dejavu-core for the OCR test's
+# printed package images. See ../shared/STACK.md.
 APT_PACKAGES=(
     pkg-config ca-certificates unzip
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
-    gstreamer1.0-plugins-ugly gstreamer1.0-tools
+    gstreamer1.0-plugins-ugly gstreamer1.0-tools gstreamer1.0-x fonts-dejavu-core
     nginx libnginx-mod-rtmp
     espeak-ng sox
     chromium chromium-driver
@@ -52,7 +53,7 @@ say "4/5 test broker and demo products"
 bash scripts/setup/tansu.sh || die "test broker (tansu) set-up failed (see above)"
 bash scripts/setup/demo-assets.sh || die "demo product set-up failed (see above)"
 say "5/5 checking GStreamer elements"
-for e in uridecodebin rtmp2src rtmp2sink hlsdemux2 hlssink2 avdec_h264 x264enc voaacenc flvmux videoconvertscale aspectratiocrop; do
+for e in uridecodebin rtmp2src rtmp2sink hlsdemux2 hlssink2 avdec_h264 x264enc voaacenc flvmux videoconvertscale aspectratiocrop textoverlay; do
     gst-inspect-1.0 "$e" >/dev/null 2>&1 || die "GStreamer element '$e' is missing after install"
 done
 say "done"

@@ -14,6 +14,7 @@ pub mod gallery;
 pub mod ingest;
 pub mod matcher;
 pub mod messages;
+pub mod ocr;
 pub mod paths;
 pub mod publish;
 pub mod sample;

@@ -28,6 +28,8 @@ enum Command {
     Train(cli::train::Args),
     /// Transcribe the speech of one stream or file: one JSON line per utterance.
     Transcribe(cli::transcribe::Args),
+    /// Read the text in images and rank catalogue products by it (packaging OCR).
+    Ocr(cli::ocr::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,6 +44,7 @@ fn main() -> std::process::ExitCode {
         Command::Transcribe(args) => cli::transcribe::run(args),
         Command::Train(args) => cli::train::run(args),
         Command::Consume(args) => cli::consume::run(args),
+        Command::Ocr(args) => cli::ocr::run(args),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@ pub mod consume;
 pub mod eval;
 pub mod gallery;
 pub mod ingest;
+pub mod ocr;
 pub mod recognize;
 pub mod run;
 pub mod train;
