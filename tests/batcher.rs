@@ -22,7 +22,7 @@ struct Fake {
 }
 
 impl BatchEncode for Fake {
-    fn encode_batch(&mut self, images: &[&RgbImage], texts: &[Option<&str>]) -> Result<Vec<FrameVectors>, EncodeError> {
+    fn encode_batch(&mut self, images: &[&RgbImage], texts: &[Option<&str>], localise: bool) -> Result<Vec<FrameVectors>, EncodeError> {
         std::thread::sleep(self.delay);
         let batch = self.batches.fetch_add(1, Ordering::SeqCst) as f32;
         Ok(images
@@ -31,7 +31,8 @@ impl BatchEncode for Fake {
             .map(|(img, t)| {
                 let p = img.get_pixel(0, 0).0;
                 let seq = u32::from_le_bytes([p[1], p[2], img.get_pixel(1, 0).0[0], 0]);
-                FrameVectors::from(vec![p[0] as f32, seq as f32, t.map_or(0.0, |t| t.len() as f32), batch])
+                let localise = if localise { 1.0 } else { 0.0 };
+                FrameVectors::from(vec![p[0] as f32, seq as f32, t.map_or(0.0, |t| t.len() as f32), batch, localise])
             })
             .collect())
     }
@@ -271,7 +272,7 @@ fn live_expiry_counts_from_capture_not_from_queueing() {
 fn a_panicking_encoder_fails_the_stage_and_closes_its_output() {
     struct Panics;
     impl BatchEncode for Panics {
-        fn encode_batch(&mut self, _: &[&RgbImage], _: &[Option<&str>]) -> Result<Vec<FrameVectors>, EncodeError> {
+        fn encode_batch(&mut self, _: &[&RgbImage], _: &[Option<&str>], _: bool) -> Result<Vec<FrameVectors>, EncodeError> {
             panic!("model crashed")
         }
     }
@@ -289,4 +290,50 @@ fn a_panicking_encoder_fails_the_stage_and_closes_its_output() {
     // Later frames are refused, not queued forever.
     let refused = (0..10).any(|i| tx.send(frame("s", 0, i + 1)).is_err());
     assert!(refused, "a dead encoder must not accept frames");
+}
+
+#[test]
+fn region_passes_are_shed_before_live_frames_expire() {
+    // A live frame that has used half its age budget is encoded without its region passes, a fresh one
+    // gets them; a file frame gets them alone, not while a live stream is open.
+    let cfg = BatcherConfig { max_batch: 1, max_wait: Duration::ZERO, queue_per_stream: 8, output_capacity: 16 };
+    let (batcher, out) = start(Fake { delay: Duration::ZERO, batches: Arc::default() }, cfg, None);
+    let metrics = batcher.metrics();
+    let live = batcher.live_stream("live".into(), Duration::from_secs(2)).unwrap();
+    let file = batcher.stream("file".into()).unwrap();
+    let mut late = frame("live", 1, 0);
+    late.captured_at = SystemTime::now() - Duration::from_millis(1500);
+    live.send(late.clone()).unwrap();
+    live.send(frame("live", 1, 1)).unwrap();
+    late.stream_id = "file".into();
+    file.send(late.clone()).unwrap();
+    // Wait until all three are encoded, then close the live stream: the next file frame is alone.
+    let mut got: Vec<Embedded> = Vec::new();
+    while got.len() < 3 {
+        if let Ok(Flow::Item(e)) = out.recv() {
+            got.push(e);
+        }
+    }
+    drop(live);
+    loop {
+        match out.recv() {
+            Ok(Flow::End(k)) if &*k.id == "live" => break,
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    late.seq = 1;
+    file.send(late).unwrap();
+    drop(file);
+    batcher.finish();
+    let (rest, _) = split(out.iter().collect());
+    got.extend(rest);
+    let localised = |id: &str, seq: u64| {
+        got.iter().find(|e| &*e.frame.stream_id == id && e.frame.seq == seq).map(|e| e.embedding[4] == 1.0)
+    };
+    assert_eq!(localised("live", 0), Some(false), "the late live frame goes without regions");
+    assert_eq!(localised("live", 1), Some(true));
+    assert_eq!(localised("file", 0), Some(false), "a file yields its region passes to open live streams");
+    assert_eq!(localised("file", 1), Some(true), "files alone have no age budget");
+    assert_eq!(metrics.regions_shed.load(Ordering::Relaxed), 2);
 }

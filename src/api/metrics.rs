@@ -133,6 +133,7 @@ impl Collector for Live {
             ("ingest", "audio_queue_full", sum(|s| s.audio_dropped)),
             ("encoder", "expired", enc.expired.load(Relaxed)),
             ("encoder", "failed", enc.failed.load(Relaxed)),
+            ("encoder", "regions_shed", enc.regions_shed.load(Relaxed)),
         ];
         if let Some(asr) = &svc.asr_metrics {
             let a = asr.snapshot();

@@ -18,12 +18,14 @@ use super::model::{Encoder, FrameVectors};
 use crate::messages::{Flow, Keyframe, StreamKey};
 use crate::stage::{self, Health};
 
-/// What the batcher runs: one keyframe's query vectors per image, in order.
+/// What the batcher runs: one keyframe's query vectors per image, in order. `localise` false: the whole
+/// frames only (the batcher is behind on live streams and sheds the region passes before any frame).
 pub trait BatchEncode: Send + 'static {
     fn encode_batch(
         &mut self,
         images: &[&RgbImage],
         texts: &[Option<&str>],
+        localise: bool,
     ) -> Result<Vec<FrameVectors>, EncodeError>;
 }
 
@@ -32,8 +34,9 @@ impl BatchEncode for Encoder {
         &mut self,
         images: &[&RgbImage],
         texts: &[Option<&str>],
+        localise: bool,
     ) -> Result<Vec<FrameVectors>, EncodeError> {
-        self.encode_frames(images, texts)
+        self.encode_frames(images, texts, localise)
     }
 }
 
@@ -84,6 +87,8 @@ struct Pending {
     /// When it was captured, on the monotonic clock: `max_wait` counts from here, so a backlog (frames
     /// that already waited in their queue) is flushed at once instead of waiting for company.
     at: Instant,
+    /// Its queue's `max_age` (live streams).
+    max_age: Option<Duration>,
 }
 
 struct Queue {
@@ -300,7 +305,7 @@ impl<E: BatchEncode> Worker<E> {
                     Ok(frame) => {
                         let text = (self.tag)(&q.stream, frame.pts_ms);
                         let at = Instant::now().checked_sub(age(&frame)).unwrap_or_else(Instant::now);
-                        batch.push(Pending { frame, text, at });
+                        batch.push(Pending { frame, text, at, max_age: q.max_age });
                         progressed = true;
                     }
                     Err(TryRecvError::Empty) => {}
@@ -373,7 +378,20 @@ impl<E: BatchEncode> Worker<E> {
     fn encode(&mut self, items: &[Pending]) -> Vec<Result<FrameVectors, EncodeError>> {
         let images: Vec<&RgbImage> = items.iter().map(|p| &p.frame.image).collect();
         let texts: Vec<Option<&str>> = items.iter().map(|p| p.text.as_deref()).collect();
-        match self.encoder.encode_batch(&images, &texts) {
+        // Region passes cost up to one more tower pass each. A batch goes without them when a live frame
+        // in it has already used half of its age budget (the encoder catches up instead of expiring
+        // frames), and when it holds file frames while live streams are open (a file's backlog would
+        // otherwise fill whole batches at two or three passes a frame, and the live frames arriving
+        // meanwhile would expire). Files alone always get them.
+        let live_open = self.streams.iter().any(|q| q.max_age.is_some());
+        let localise = items.iter().all(|p| match p.max_age {
+            Some(m) => age(&p.frame) < m / 2,
+            None => !live_open,
+        });
+        if !localise {
+            self.metrics.regions_shed.fetch_add(items.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        match self.encoder.encode_batch(&images, &texts, localise) {
             Ok(v) if v.len() == items.len() => v.into_iter().map(Ok).collect(),
             Ok(v) => {
                 let reason = format!("encoder returned {} vectors for {} frames", v.len(), items.len());
@@ -388,7 +406,7 @@ impl<E: BatchEncode> Worker<E> {
                 (0..items.len())
                     .map(|i| {
                         self.encoder
-                            .encode_batch(&images[i..=i], &texts[i..=i])
+                            .encode_batch(&images[i..=i], &texts[i..=i], localise)
                             .and_then(|mut v| v.pop().ok_or(EncodeError::Stopped))
                     })
                     .collect()

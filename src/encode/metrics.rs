@@ -19,6 +19,8 @@ pub struct BatcherMetrics {
     pub failed: AtomicU64,
     /// Live frames dropped because they were older than `encoder.live_max_age_ms` when their turn came.
     pub expired: AtomicU64,
+    /// Keyframes encoded without their region passes because live frames were falling behind.
+    pub regions_shed: AtomicU64,
     /// Stream queues the worker serves now (gauge): a removed stream's queue leaves once drained.
     pub open_queues: AtomicU64,
 }
@@ -34,6 +36,7 @@ impl Default for BatcherMetrics {
             wait_us_total: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             expired: AtomicU64::new(0),
+            regions_shed: AtomicU64::new(0),
             open_queues: AtomicU64::new(0),
         }
     }

@@ -92,14 +92,16 @@ impl Encoder {
         Ok(visual.iter().zip(&text_vecs).map(|(v, t)| self.fuse(v, t.as_deref(), side)).collect())
     }
 
-    /// Query vectors of keyframes: the whole view and its salient regions (`[encoder.localise]`), each
-    /// fused with the keyframe's text.
+    /// Query vectors of keyframes: the whole view and, with `localise`, its salient regions
+    /// (`[encoder.localise]`), each fused with the keyframe's text.
     pub fn encode_frames(
         &mut self,
         images: &[&RgbImage],
         texts: &[Option<&str>],
+        localise: bool,
     ) -> Result<Vec<FrameVectors>, EncodeError> {
-        let located = self.visual.encode_located(images, &self.localise)?;
+        let cfg = if localise { self.localise } else { LocaliseConfig { max_regions: 0, ..self.localise } };
+        let located = self.visual.encode_located(images, &cfg)?;
         let text_vecs = self.text_vectors(images.len(), texts)?;
         Ok(located
             .iter()

@@ -155,7 +155,9 @@ impl Matcher {
             score1 = hits.first().map_or(0.0, |h| h.score), score2 = hits.get(1).map_or(0.0, |h| h.score),
             visual_best = best, background = self.background.score(&query[..v]), "keyframe matched");
         if self.background.abstains(best, &query[..v], self.settings.background_margin) {
-            self.metrics.abstained.inc();
+            if bbox.is_none() {
+                self.metrics.abstained.inc();
+            }
             return Vec::new();
         }
         hits.iter().map(|h| Match { product_id: gallery.product(h.row).product_id.clone(), score: h.score }).collect()
