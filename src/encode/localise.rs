@@ -14,6 +14,7 @@
 use serde::Deserialize;
 
 use super::manifest::ResizePolicy;
+use crate::blobs::blobs;
 use crate::config::ConfigError;
 
 /// A further region must weigh (sum of its cells' contrast) at least this share of the largest one.
@@ -97,14 +98,15 @@ pub fn regions(
     if peak < cfg.min_contrast {
         return Vec::new();
     }
-    let mut found: Vec<(f32, [usize; 4])> = components(&map, grid, cfg.threshold * peak)
+    let level = cfg.threshold * peak;
+    let mut found: Vec<(f32, [usize; 4])> = blobs(&map, grid, grid, |v| v >= level)
         .into_iter()
         .filter(|c| c.cells >= cfg.min_cells)
         .filter(|c| {
-            let [x0, y0, x1, y1] = c.cell_box;
+            let [x0, y0, x1, y1] = c.bbox;
             ((x1 - x0) * (y1 - y0)) as f32 / (grid * grid) as f32 <= cfg.max_area
         })
-        .map(|c| (c.mass, c.cell_box))
+        .map(|c| (c.sum as f32, c.bbox))
         .collect();
     found.sort_by(|a, b| b.0.total_cmp(&a.0));
     // Fragments of one large product (its bright details) come out as small side regions: only regions
@@ -141,48 +143,6 @@ fn contrast_map(patches: &[f32], grid: usize, dim: usize) -> Vec<f32> {
     }
     let n = border.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     unit.iter().map(|u| 1.0 - u.iter().zip(&border).map(|(a, b)| a * b).sum::<f32>() / n).collect()
-}
-
-struct Component {
-    cells: usize,
-    mass: f32,
-    /// `[x0, y0, x1, y1]` in cells, exclusive end.
-    cell_box: [usize; 4],
-}
-
-/// 8-connected groups of cells at or above `level`.
-fn components(map: &[f32], grid: usize, level: f32) -> Vec<Component> {
-    let mut seen = vec![false; map.len()];
-    let mut out = Vec::new();
-    for start in 0..map.len() {
-        if seen[start] || map[start] < level {
-            continue;
-        }
-        seen[start] = true;
-        let mut stack = vec![start];
-        let mut c = Component { cells: 0, mass: 0.0, cell_box: [grid, grid, 0, 0] };
-        while let Some(i) = stack.pop() {
-            let (r, col) = (i / grid, i % grid);
-            c.cells += 1;
-            c.mass += map[i];
-            c.cell_box = [c.cell_box[0].min(col), c.cell_box[1].min(r), c.cell_box[2].max(col + 1), c.cell_box[3].max(r + 1)];
-            for dr in -1i64..=1 {
-                for dc in -1i64..=1 {
-                    let (nr, nc) = (r as i64 + dr, col as i64 + dc);
-                    if nr < 0 || nc < 0 || nr >= grid as i64 || nc >= grid as i64 {
-                        continue;
-                    }
-                    let j = nr as usize * grid + nc as usize;
-                    if !seen[j] && map[j] >= level {
-                        seen[j] = true;
-                        stack.push(j);
-                    }
-                }
-            }
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// A box in the model's view (0..1) to keyframe coordinates (0..1), given how the view was cut.

@@ -66,21 +66,23 @@ impl VisualEncoder {
         self.prepare(images)?;
         let shape = self.input_shape(images.len());
         let len = images.len() * self.item_len();
-        let (wholes, tokens) = run(&mut self.session, self.head.as_mut(), &self.spec, &self.batch[..len], shape, true)?;
-        let mut located: Vec<Located> = wholes.into_iter().map(|whole| Located { whole, regions: Vec::new() }).collect();
-        let Some(Tokens { tokens, dim, data }) = tokens else { return Ok(located) };
-        let grid = (tokens.saturating_sub(1) as f64).sqrt() as usize;
-        if grid * grid + 1 != tokens {
-            return Ok(located);
-        }
+        let resize = self.spec.resize;
+        // Regions are found on the tower's tokens where they lie, before the head runs (no copy).
         let mut crops: Vec<(usize, Region, RgbImage)> = Vec::new();
-        for (i, (img, item)) in images.iter().zip(data.chunks_exact(tokens * dim)).enumerate() {
-            for r in localise::regions(&item[dim..], grid, dim, img.dimensions(), self.spec.resize, cfg) {
-                let (x, y, w, h) = r.crop;
-                let crop = image::imageops::crop_imm(*img, x, y, w, h).to_image();
-                crops.push((i, r, crop));
+        let mut find = |tokens: usize, dim: usize, data: &[f32]| {
+            let grid = (tokens.saturating_sub(1) as f64).sqrt() as usize;
+            if grid * grid + 1 != tokens {
+                return;
             }
-        }
+            for (i, (img, item)) in images.iter().zip(data.chunks_exact(tokens * dim)).enumerate() {
+                for r in localise::regions(&item[dim..], grid, dim, img.dimensions(), resize, cfg) {
+                    let (x, y, w, h) = r.crop;
+                    crops.push((i, r, image::imageops::crop_imm(*img, x, y, w, h).to_image()));
+                }
+            }
+        };
+        let wholes = run(&mut self.session, self.head.as_mut(), &self.spec, &self.batch[..len], shape, Some(&mut find))?;
+        let mut located: Vec<Located> = wholes.into_iter().map(|whole| Located { whole, regions: Vec::new() }).collect();
         let refs: Vec<&RgbImage> = crops.iter().map(|(_, _, c)| c).collect();
         let vectors = self.encode_images(&refs)?;
         for ((i, region, _), v) in crops.into_iter().zip(vectors) {
@@ -158,13 +160,13 @@ impl VisualEncoder {
     pub fn run_prepared(&mut self, n: usize) -> Result<Vec<Vec<f32>>, EncodeError> {
         let len = n * self.item_len();
         let shape = self.input_shape(n);
-        Ok(run(&mut self.session, self.head.as_mut(), &self.spec, &self.batch[..len], shape, false)?.0)
+        run(&mut self.session, self.head.as_mut(), &self.spec, &self.batch[..len], shape, None)
     }
 
     /// Runs the tower on an already prepared input tensor (benchmarks, reference tests).
     pub fn run_tensor(&mut self, tensor: &[f32], n: usize) -> Result<Vec<Vec<f32>>, EncodeError> {
         let shape = self.input_shape(n);
-        Ok(run(&mut self.session, self.head.as_mut(), &self.spec, tensor, shape, false)?.0)
+        run(&mut self.session, self.head.as_mut(), &self.spec, tensor, shape, None)
     }
 
     /// The tower's raw output for single-frame images, before any head or pooling: `(tokens, dim, data)`
@@ -188,38 +190,34 @@ pub struct Located {
     pub regions: Vec<(Region, Vec<f32>)>,
 }
 
-/// The tower's token output of a batch: `tokens` x `dim` floats per item.
-struct Tokens {
-    tokens: usize,
-    dim: usize,
-    data: Vec<f32>,
-}
-
-/// Unit vectors of a batch, and (when `keep_tokens`) a copy of the tower's token output.
+/// Unit vectors of a batch; `tokens_seen`, when given, sees the tower's token output first
+/// (`tokens` x `dim` floats per item).
 fn run(
     session: &mut Session,
     head: Option<&mut Session>,
     spec: &VisualSpec,
     data: &[f32],
     shape: Vec<usize>,
-    keep_tokens: bool,
-) -> Result<(Vec<Vec<f32>>, Option<Tokens>), EncodeError> {
+    tokens_seen: Option<&mut dyn FnMut(usize, usize, &[f32])>,
+) -> Result<Vec<Vec<f32>>, EncodeError> {
     let n = shape[0];
     if n == 0 {
-        return Ok((Vec::new(), None));
+        return Ok(Vec::new());
     }
     let input = TensorRef::from_array_view((shape, data))?;
     let outputs = session.run(ort::inputs![spec.input.as_str() => input])?;
     let want = spec.head.as_ref().map_or(spec.dim, |h| h.input_dim);
     let (tokens, dim, out) = batch_output(&outputs, &spec.output, n, want)?;
-    let kept = (keep_tokens && tokens > 1).then(|| Tokens { tokens, dim, data: out.to_vec() });
+    if let Some(seen) = tokens_seen
+        && tokens > 1
+    {
+        seen(tokens, dim, out);
+    }
     if let (Some(head), Some(h)) = (head, spec.head.as_ref()) {
         let tokens_in = TensorRef::from_array_view((vec![n, tokens, dim], out))?;
         let pooled = head.run(ort::inputs![h.input.as_str() => tokens_in])?;
         let (_, dim, out) = batch_output(&pooled, &h.output, n, spec.dim)?;
-        let vectors = out.chunks_exact(dim).map(|item| pool_visual(item, 1, dim, spec.pooling)).collect();
-        return Ok((vectors, kept));
+        return Ok(out.chunks_exact(dim).map(|item| pool_visual(item, 1, dim, spec.pooling)).collect());
     }
-    let vectors = out.chunks_exact(tokens * dim).map(|item| pool_visual(item, tokens, dim, spec.pooling)).collect();
-    Ok((vectors, kept))
+    Ok(out.chunks_exact(tokens * dim).map(|item| pool_visual(item, tokens, dim, spec.pooling)).collect())
 }

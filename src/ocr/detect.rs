@@ -10,6 +10,7 @@ use image::RgbImage;
 use image::imageops::{FilterType, resize};
 
 use super::config::OcrConfig;
+use crate::blobs::blobs;
 
 /// A text region in probability-map pixels (inclusive-exclusive: `x0 <= x < x1`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,38 +57,11 @@ pub fn preprocess(img: &RgbImage, cfg: &OcrConfig) -> DetInput {
 
 /// Text regions of a `width` x `height` probability map, largest first (at most `cfg.max_boxes`).
 pub fn boxes_from_map(prob: &[f32], width: usize, height: usize, cfg: &OcrConfig) -> Vec<MapBox> {
-    if prob.len() != width * height {
-        return Vec::new();
-    }
-    let mut seen: Vec<bool> = prob.iter().map(|p| *p <= cfg.det_threshold).collect();
-    let mut stack = Vec::new();
     let mut out = Vec::new();
-    for start in 0..prob.len() {
-        if seen[start] {
-            continue;
-        }
-        // Flood fill over 8-connected text pixels.
-        seen[start] = true;
-        stack.push(start);
-        let (mut x0, mut y0, mut x1, mut y1) = (usize::MAX, usize::MAX, 0, 0);
-        let (mut sum, mut count) = (0f64, 0usize);
-        while let Some(i) = stack.pop() {
-            let (x, y) = (i % width, i / width);
-            (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
-            sum += prob[i] as f64;
-            count += 1;
-            for ny in y.saturating_sub(1)..=(y + 1).min(height - 1) {
-                for nx in x.saturating_sub(1)..=(x + 1).min(width - 1) {
-                    let j = ny * width + nx;
-                    if !seen[j] {
-                        seen[j] = true;
-                        stack.push(j);
-                    }
-                }
-            }
-        }
-        let (w, h) = ((x1 - x0 + 1) as f32, (y1 - y0 + 1) as f32);
-        let score = (sum / count as f64) as f32;
+    for blob in blobs(prob, width, height, |p| p > cfg.det_threshold) {
+        let [x0, y0, x1, y1] = blob.bbox;
+        let (w, h) = ((x1 - x0) as f32, (y1 - y0) as f32);
+        let score = (blob.sum / blob.cells as f64) as f32;
         if w.min(h) < cfg.min_box_side as f32 || score < cfg.box_threshold {
             continue;
         }
@@ -96,8 +70,8 @@ pub fn boxes_from_map(prob: &[f32], width: usize, height: usize, cfg: &OcrConfig
         out.push(MapBox {
             x0: (x0 as f32 - d).max(0.0),
             y0: (y0 as f32 - d).max(0.0),
-            x1: (x1 as f32 + 1.0 + d).min(width as f32),
-            y1: (y1 as f32 + 1.0 + d).min(height as f32),
+            x1: (x1 as f32 + d).min(width as f32),
+            y1: (y1 as f32 + d).min(height as f32),
             score,
         });
     }
