@@ -26,6 +26,8 @@ enum Command {
     Eval(cli::eval::Args),
     /// Learn the cross-domain (page <-> live) head on labelled examples; writes a model directory.
     Train(cli::train::Args),
+    /// Write the int8 variant of a model directory, checked against its float32 source on real images.
+    Quantize(cli::quantize::Args),
     /// Transcribe the speech of one stream or file: one JSON line per utterance.
     Transcribe(cli::transcribe::Args),
     /// Read the text in images and rank catalogue products by it (packaging OCR).
@@ -43,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => cli::eval::run(args),
         Command::Transcribe(args) => cli::transcribe::run(args),
         Command::Train(args) => cli::train::run(args),
+        Command::Quantize(args) => cli::quantize::run(args),
         Command::Consume(args) => cli::consume::run(args),
         Command::Ocr(args) => cli::ocr::run(args),
     };

@@ -5,6 +5,7 @@ pub mod eval;
 pub mod gallery;
 pub mod ingest;
 pub mod ocr;
+pub mod quantize;
 pub mod recognize;
 pub mod run;
 pub mod train;

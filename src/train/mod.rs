@@ -9,6 +9,7 @@
 pub mod data;
 pub mod export;
 pub mod features;
+pub mod quantize;
 pub mod recipe;
 pub mod synth;
 
