@@ -9,12 +9,15 @@ Why not MatMulNBits (8 or 4 bit weight-only): slower than float32 on this machin
 
 Run in the set-up's venv (onnx + onnxruntime): python int8.py SRC.onnx DST.onnx
 """
+import logging
 import sys
 
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 
 def main(src: str, dst: str) -> None:
+    # The quantiser suggests its shape-inference pre-pass; measured here it changes nothing (BENCHMARKS.md).
+    logging.getLogger().setLevel(logging.ERROR)
     quantize_dynamic(src, dst, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8, per_channel=True)
 
 
