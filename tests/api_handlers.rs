@@ -9,9 +9,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use livesku::api::{ApiState, router};
-use livesku::service::{Service, ServiceConfig};
+use livesku::service::{ApiConfig, Service, ServiceConfig};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 const TOKEN: &str = "in-process-token-0123456789";
@@ -43,14 +42,8 @@ fn handlers_answer_typed_json_and_readiness_follows_stage_health() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _guard = rt.enter();
     let service = Arc::new(Service::start(&cfg, |_| {}).expect("service starts (run scripts/setup.sh)"));
-    let state = Arc::new(ApiState {
-        service: service.clone(),
-        token: Some(TOKEN.into()),
-        publish: None,
-        max_streams: 2,
-        dashboard: true,
-        stopping: CancellationToken::new(),
-    });
+    let api = ApiConfig { token: Some(TOKEN.into()), max_streams: 2, ..ApiConfig::default() };
+    let state = Arc::new(ApiState::new(service.clone(), &api, None));
     let app = router(state);
     rt.block_on(async {
         let (s, v) = call(&app, "GET", "/readyz", None, None).await;
