@@ -28,6 +28,8 @@ const SECRETS: &[&str] = &["sk_live_h0stile0001", "hunter2-h0stile", "srt-pass-h
 struct Answer {
     status: Option<u16>,
     text: String,
+    /// The request's start, for failure messages.
+    request: String,
 }
 
 /// Sends raw bytes on a fresh connection and reads until the server closes it.
@@ -48,7 +50,7 @@ fn exchange(addr: &str, bytes: &[u8]) -> Answer {
     }
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status = text.strip_prefix("HTTP/1.1 ").and_then(|r| r.get(..3)).and_then(|c| c.parse().ok());
-    Answer { status, text }
+    Answer { status, text, request: String::new() }
 }
 
 fn request(method: &str, path: &str, host: &str, headers: &[String], body: &[u8]) -> Vec<u8> {
@@ -289,7 +291,10 @@ fn ten_thousand_hostile_requests_get_refused() {
                     (0..REQUESTS / THREADS)
                         .map(|_| {
                             let kind = KINDS[rng.usize(..KINDS.len())];
-                            (kind, exchange(&addr, &generate(&mut rng, kind, &addr)))
+                            let req = generate(&mut rng, kind, &addr);
+                            let mut answer = exchange(&addr, &req);
+                            answer.request = String::from_utf8_lossy(&req[..req.len().min(160)]).into_owned();
+                            (kind, answer)
                         })
                         .collect::<Vec<_>>()
                 })
@@ -309,7 +314,8 @@ fn ten_thousand_hostile_requests_get_refused() {
         match a.status {
             Some(s) => assert!(
                 (400..500).contains(&s) || s == 503,
-                "{kind:?} answered {s}: {}",
+                "{kind:?} answered {s} to {:?}: {}",
+                a.request,
                 &a.text[..a.text.len().min(600)]
             ),
             None => assert_eq!(*kind, Kind::BrokenHttp, "{kind:?} closed without an answer"),

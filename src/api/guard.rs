@@ -30,6 +30,9 @@ use crate::service::ApiConfig;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; \
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
+/// Request heads (request line and headers) larger than this answer 431.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// The `[api]` settings the guard applies.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -118,7 +121,8 @@ async fn check_host(State(s): State<Settings>, req: Request, next: Next) -> Resp
 pub async fn serve(listener: tokio::net::TcpListener, app: Router, header_timeout: Duration, stopping: CancellationToken) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    // hyper's default read buffer (~400 KiB) lets a client pin that much per connection with one header.
+    http.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(MAX_HEAD_BYTES).max_headers(64);
     loop {
         let (tcp, _) = tokio::select! {
             _ = stopping.cancelled() => break,
