@@ -255,8 +255,8 @@ impl Service {
         })
     }
 
-    /// Starts watching a stream; `id` defaults to [`Source::default_id`] (never made from a secret). Must run on a tokio
-    /// runtime; returns at once (connecting happens in the stream's task).
+    /// Starts watching a stream; `id` defaults to [`Source::default_id`] (never made from a secret).
+    /// Must run on a tokio runtime; returns at once (connecting happens in the stream's task).
     pub fn add_stream(&self, id: Option<&str>, uri: &str) -> Result<StreamId, ServiceError> {
         self.add_stream_with(id, uri, &StreamOptions::default())
     }
