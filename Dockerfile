@@ -17,5 +17,11 @@ COPY models /tmp/models
 RUN bash /tmp/setup/onnxruntime.sh && bash /tmp/models/assemble.sh && rm -rf /tmp/setup /tmp/models \
       /opt/livesku/wheels
 COPY --from=build /src/target/release/livesku /usr/local/bin/livesku
+# livesku decodes untrusted network media: run it as an unprivileged user (no shell, no home to write;
+# the models under /opt/livesku stay root-owned and read-only to it).
+RUN groupadd --system --gid 10001 livesku \
+ && useradd --system --uid 10001 --gid livesku --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin livesku
+USER 10001:10001
 ENTRYPOINT ["livesku"]
 CMD ["run", "--config", "/etc/livesku/livesku.toml"]

@@ -64,6 +64,12 @@ fn auth_validation_unknown_ids_and_stream_lifecycle() {
         (json!({"uri": "  "}), 400, "uri"),
         (json!({"id": "bad id", "uri": url}), 400, "stream id"),
         (json!({"id": "../etc", "uri": url}), 400, "stream id"),
+        // api.allowed_sources: no local files, listeners or internal HTTP hosts from API clients.
+        (json!({"uri": "file:///etc/passwd"}), 403, "api.allowed_sources.schemes"),
+        (json!({"uri": "/etc/passwd"}), 403, "local files"),
+        (json!({"uri": "srt://127.0.0.1:9000?mode=listener"}), 403, "mode=listener"),
+        (json!({"uri": "http://127.0.0.1:9/live.m3u8"}), 403, "api.allowed_sources.private_hosts"),
+        (json!({"uri": "https://example.com/video.mp4"}), 403, "HLS"),
     ] {
         let r = svc.send("POST", "/streams", Some(&body));
         assert_eq!(r.status, status, "{body}: {}", r.text());
@@ -82,6 +88,8 @@ fn auth_validation_unknown_ids_and_stream_lifecycle() {
     // Add -> running -> remove.
     let created = svc.add_stream("cam1", &url);
     assert_eq!(created["id"], "cam1");
+    // The URI is shown without its stream key (`cam`).
+    assert!(created["uri"].as_str().is_some_and(|u| u.ends_with("/live/***")), "{created}");
     assert_eq!(created["live"], true);
     let r = svc.send("POST", "/streams", Some(&add));
     assert_eq!(r.status, 409, "duplicate id: {}", r.text());
@@ -132,11 +140,19 @@ fn auth_validation_unknown_ids_and_stream_lifecycle() {
     assert!(!text.contains("stream=\"cam1\""), "removed stream still in /metrics:\n{text}");
     wait_metric(&svc, "livesku_encoder_open_queues", 0.0);
 
-    // Catalogue images for the dashboard: served for products, 404 for unknown ones.
+    // Thumbnails for the dashboard: copied into the gallery at build time (small JPEGs), 404 for unknown
+    // products without a server path; every answer says nosniff and carries the dashboard's CSP.
     let img = svc.get("/gallery/products/sku-espresso-set/image");
     assert_eq!(img.status, 200, "{}", img.text());
-    assert!(img.header("content-type").is_some_and(|t| t.starts_with("image/")));
-    assert_eq!(svc.get("/gallery/products/nope/image").status, 404);
+    assert_eq!(img.header("content-type"), Some("image/jpeg"));
+    assert_eq!(img.header("x-content-type-options"), Some("nosniff"));
+    assert!(img.header("content-security-policy").is_some_and(|c| c.contains("img-src 'self'")));
+    let thumb = image::load_from_memory(&img.body).expect("a JPEG");
+    assert!(thumb.width().max(thumb.height()) <= 256, "{}x{}", thumb.width(), thumb.height());
+    assert!(std::path::Path::new(&gallery).join("thumbs").is_dir());
+    let missing = svc.get("/gallery/products/nope/image");
+    assert_eq!(missing.status, 404);
+    assert!(!missing.text().contains(&gallery) && !missing.text().contains('/'), "{}", missing.text());
 
     // Gallery: remove a product (404 the second time), reload, bad catalogue path.
     let products = svc.get("/gallery").json()["products"].as_u64().unwrap();

@@ -9,9 +9,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use livesku::api::{ApiState, router};
-use livesku::service::{Service, ServiceConfig};
+use livesku::service::{ApiConfig, Service, ServiceConfig};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 const TOKEN: &str = "in-process-token-0123456789";
@@ -43,14 +42,8 @@ fn handlers_answer_typed_json_and_readiness_follows_stage_health() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let _guard = rt.enter();
     let service = Arc::new(Service::start(&cfg, |_| {}).expect("service starts (run scripts/setup.sh)"));
-    let state = Arc::new(ApiState {
-        service: service.clone(),
-        token: Some(TOKEN.into()),
-        publish: None,
-        max_streams: 2,
-        dashboard: true,
-        stopping: CancellationToken::new(),
-    });
+    let api = ApiConfig { token: Some(TOKEN.into()), max_streams: 2, ..ApiConfig::default() };
+    let state = Arc::new(ApiState::new(service.clone(), &api, None));
     let app = router(state);
     rt.block_on(async {
         let (s, v) = call(&app, "GET", "/readyz", None, None).await;
@@ -92,6 +85,31 @@ fn handlers_answer_typed_json_and_readiness_follows_stage_health() {
         let (_, again) = call(&app, "POST", "/streams", Some(TOKEN), Some(json!({"id": "a", "uri": "rtmp://127.0.0.1:1/live/a"}))).await;
         assert_eq!(again["generation"], 1, "{again}");
         assert_eq!(call(&app, "DELETE", "/streams/nope", Some(TOKEN), None).await.0, StatusCode::NOT_FOUND);
+
+        // Off loopback, reads need a token: the full one, the read token (which cannot change anything), or
+        // the dashboard's cookie; probes and the page's static files stay open.
+        let read = "read-only-token-0123456789";
+        let remote = ApiConfig { listen: "0.0.0.0:8080".into(), read_token: Some(read.into()), ..api.clone() };
+        let remote = router(Arc::new(ApiState::new(service.clone(), &remote, None)));
+        for path in ["/streams", "/api/board", "/metrics", "/gallery", "/api/events"] {
+            assert_eq!(call(&remote, "GET", path, None, None).await.0, StatusCode::UNAUTHORIZED, "{path}");
+            assert_eq!(call(&remote, "GET", path, Some("wrong-token-wrong-token"), None).await.0, StatusCode::FORBIDDEN, "{path}");
+        }
+        for path in ["/healthz", "/readyz", "/", "/assets/dashboard.js"] {
+            assert_eq!(call(&remote, "GET", path, None, None).await.0, StatusCode::OK, "{path}");
+        }
+        assert_eq!(call(&remote, "GET", "/streams", Some(read), None).await.0, StatusCode::OK);
+        assert_eq!(call(&remote, "GET", "/streams", Some(TOKEN), None).await.0, StatusCode::OK);
+        assert_eq!(call(&remote, "POST", "/gallery/reload", Some(read), None).await.0, StatusCode::FORBIDDEN);
+        let with_cookie = |cookie: String| Request::get("/api/board").header("cookie", cookie).body(Body::empty()).unwrap();
+        let r = remote.clone().oneshot(with_cookie(format!("x=1; livesku_token={read}"))).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = remote.clone().oneshot(with_cookie("livesku_token=nope".into())).await.unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        // Host names: the listener's address, localhost on loopback, or api.allowed_hosts (DNS rebinding).
+        let host = |h: &str| Request::get("/healthz").header("host", h).body(Body::empty()).unwrap();
+        assert_eq!(app.clone().oneshot(host("localhost:8080")).await.unwrap().status(), StatusCode::OK);
+        assert_eq!(app.clone().oneshot(host("rebind.example:8080")).await.unwrap().status(), StatusCode::MISDIRECTED_REQUEST);
 
         // A failed stage turns readiness red and names it.
         service.health.fail("matcher", "test: simulated failure");

@@ -11,6 +11,11 @@ fn pts(kfs: &[&Value]) -> Vec<u64> {
     kfs.iter().map(|k| k["pts_ms"].as_u64().unwrap()).collect()
 }
 
+/// The id `livesku ingest` gives a URI: never its stream key (Source::default_id).
+fn id_of(uri: &str) -> String {
+    livesku::ingest::Source::parse(uri).unwrap().default_id()
+}
+
 fn assert_increasing(v: &[u64]) {
     assert!(v.windows(2).all(|w| w[0] < w[1]), "PTS not strictly increasing: {v:?}");
 }
@@ -31,7 +36,9 @@ fn rtmp_live_keyframes_at_gop_rate_and_16k_mono_audio() {
         Duration::from_secs(30),
     );
     assert!(run.success, "{}", run.stderr);
-    let kfs = run.keyframes("shop1");
+    let id = id_of(&url);
+    assert!(id.starts_with("live-") && !id.contains("shop1"), "the id is not the stream key: {id}");
+    let kfs = run.keyframes(&id);
     let p = pts(&kfs);
     // About 8 s of data after connecting, one keyframe per second.
     assert!((5..=10).contains(&kfs.len()), "{} keyframes: {p:?}", kfs.len());
@@ -41,13 +48,13 @@ fn rtmp_live_keyframes_at_gop_rate_and_16k_mono_audio() {
 
     let audio: Vec<&Value> = run.of_kind("audio").collect();
     assert!(audio.iter().all(|a| a["sample_rate"] == 16000));
-    let secs = run.audio_seconds("shop1");
+    let secs = run.audio_seconds(&id);
     let span = (p[p.len() - 1] - p[0]) as f64 / 1000.0;
     assert!(secs >= span && secs <= 9.5, "audio {secs:.2} s vs keyframes spanning {span:.2} s");
     // Audio and keyframes share one clock: the audio starts within a GOP of the first keyframe.
     let first_audio = audio[0]["pts_ms"].as_u64().unwrap();
     assert!(first_audio.abs_diff(p[0]) < 1500, "audio starts at {first_audio} ms, video at {} ms", p[0]);
-    assert_eq!(run.states("shop1"), ["connecting", "running", "stopped"]);
+    assert_eq!(run.states(&id), ["connecting", "running", "stopped"]);
 }
 
 #[test]
@@ -62,13 +69,15 @@ fn hls_live_stream() {
         Duration::from_secs(30),
     );
     assert!(run.success, "{}", run.stderr);
-    // The stream id is the playlist name.
-    let kfs = run.keyframes("live");
+    // The stream id is the playlist name and a hash.
+    let id = id_of(&url);
+    assert!(id.starts_with("live-"), "{id}");
+    let kfs = run.keyframes(&id);
     let p = pts(&kfs);
     assert!(kfs.len() >= 4, "{} keyframes: {p:?}", kfs.len());
     assert_increasing(&p);
     assert!((900..=1100).contains(&median_gap(&p)), "GOP is 1 s: {p:?}");
-    assert!(run.audio_seconds("live") >= 3.0);
+    assert!(run.audio_seconds(&id) >= 3.0);
 }
 
 #[test]
@@ -176,7 +185,8 @@ fn wrong_stream_key_reports_a_no_data_timeout() {
     assert!(!run.success);
     let failed = run.of_kind("status").find(|l| l["state"] == "failed").expect("a failed status line");
     assert!(failed["reason"].as_str().unwrap().contains("no data"), "{failed}");
-    assert!(run.stderr.contains("error: stream 'wrong' failed: no data"), "{}", run.stderr);
+    let id = id_of(&servers.rtmp_url("wrong"));
+    assert!(run.stderr.contains(&format!("error: stream '{id}' failed: no data")), "{}", run.stderr);
 }
 
 #[test]
@@ -209,8 +219,10 @@ fn four_concurrent_live_streams() {
     args.extend(urls.iter().map(String::as_str));
     let run = run_livesku(&args, Duration::from_secs(30));
     assert!(run.success, "{}", run.stderr);
+    // The four URIs differ only in their keys: one id, numbered in order by `livesku ingest`.
+    let base = id_of(&urls[0]);
     for i in 0..4 {
-        let id = format!("s{i}");
+        let id = if i == 0 { base.clone() } else { format!("{base}-{}", i + 1) };
         let p = pts(&run.keyframes(&id));
         assert!((5..=10).contains(&p.len()), "{id}: {p:?}");
         assert_increasing(&p);

@@ -74,7 +74,8 @@ fn a_file_stream_cannot_slow_live_streams_or_hold_up_their_end() {
     let file_video = coffee_scene(dir.path(), 60);
     let lives = ["live0", "live1", "live2"];
     let _publishers: Vec<_> = lives.iter().map(|id| publish_file_rtmp(&video, &servers.rtmp_url(id))).collect();
-    let svc = Service::start(&gallery, "");
+    // Files over the API are off by default (api.allowed_sources).
+    let svc = Service::start(&gallery, "[api.allowed_sources]\nschemes = [\"rtmp\", \"file\"]");
     let live_opts = json!({"max_rate_hz": 1.0, "dedup_max_distance": 0});
     for id in lives {
         add(&svc, id, &servers.rtmp_url(id), live_opts.clone());

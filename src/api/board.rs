@@ -49,7 +49,7 @@ pub struct OnScreen {
     pub product_id: String,
     pub title: Option<String>,
     pub score: f32,
-    /// Catalogue image (`image_url` or `image` field of the catalogue line), when the catalogue has one.
+    /// The product's thumbnail in the gallery (`/gallery/products/{id}/image`), when it has one.
     pub image_url: Option<String>,
     pub since_unix_ms: u64,
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::auth::Authorized;
 use super::{ApiError, State};
-use crate::gallery::build::IMAGE_PATH_KEY;
+use crate::gallery::build::{THUMBNAIL_KEY, THUMBS_DIR, thumbnail_name};
 use crate::gallery::admin::CatalogError;
 
 #[derive(Debug, Deserialize)]
@@ -61,29 +61,22 @@ pub async fn add(
     Ok(Json(json!(report)))
 }
 
-/// The product's catalogue image (the path recorded when it was added to the gallery).
+/// The product's thumbnail, copied into the gallery by `gallery build`/`add`: only a file of the gallery's
+/// `thumbs/` directory named as `build::thumbnail_name` names them, never a catalogue path. Answers never
+/// show server paths.
 pub async fn image(S(state): S<State>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let path = {
         let searcher = state.service.gallery.searcher.read();
         let g = &searcher.gallery;
-        let row = g.row_of(&id).ok_or_else(|| ApiError::not_found(format!("no product with id '{id}'")))?;
-        g.product(row).metadata.get(IMAGE_PATH_KEY).and_then(|v| v.as_str()).map(PathBuf::from)
+        let row = g.row_of(&id).ok_or_else(|| ApiError::not_found("no such product"))?;
+        let name = g.product(row).metadata.get(THUMBNAIL_KEY).and_then(|v| v.as_str());
+        name.filter(|n| *n == thumbnail_name(&id)).map(|n| g.dir().join(THUMBS_DIR).join(n))
     };
-    let path = path.ok_or_else(|| ApiError::not_found(format!("product '{id}' has no catalogue image")))?;
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).unwrap_or_default();
-    // Only pictures: the path comes from the catalogue, but this must never serve other files.
-    let mime = match ext.as_str() {
-        "jpg" | "jpeg" => "image/jpeg",
-        "png" => "image/png",
-        "webp" => "image/webp",
-        "gif" => "image/gif",
-        _ => return Err(ApiError::not_found("the catalogue image is not a picture file")),
-    };
-    let shown = path.display().to_string();
+    let path = path.ok_or_else(|| ApiError::not_found("the product has no thumbnail (rebuild the gallery to make one)"))?;
     let bytes = tokio::task::spawn_blocking(move || std::fs::read(&path))
         .await?
-        .map_err(|e| ApiError::not_found(format!("catalogue image {shown}: {e}")))?;
-    Ok(([(CONTENT_TYPE, mime), (CACHE_CONTROL, "max-age=3600")], bytes).into_response())
+        .map_err(|_| ApiError::not_found("the product's thumbnail is missing from the gallery"))?;
+    Ok(([(CONTENT_TYPE, "image/jpeg"), (CACHE_CONTROL, "max-age=3600")], bytes).into_response())
 }
 
 pub async fn remove(

@@ -1,15 +1,17 @@
-//! The control API, `/metrics` and the moderator dashboard (axum, one listener). Read-only endpoints are
-//! open; mutating ones need the bearer token (src/api/auth.rs). Every error is JSON:
-//! `{"error": {"status": 404, "message": "..."}}`.
+//! The control API, `/metrics` and the moderator dashboard (axum, one listener). Mutating endpoints
+//! need the bearer token (src/api/auth.rs); reads need it too (or the read token) when the listener is
+//! not loopback. Every error of a handler is JSON: `{"error": {"status": 404, "message": "..."}}`.
+//! src/api/guard.rs holds what wraps every request: `Host` check, limits, timeouts, security headers.
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /healthz`, `GET /readyz` | liveness; readiness (503 once shutdown began) |
+//! | `GET /healthz`, `GET /readyz` | liveness; readiness (503 once shutdown began); never need a token |
 //! | `GET /metrics` | Prometheus/OpenMetrics text (docs/metrics.md) |
-//! | `GET /streams`, `GET /streams/{id}` | stream state and counters |
-//! | `POST /streams`, `DELETE /streams/{id}` | add (`{id, uri, options}`) / remove a stream (token) |
+//! | `GET /streams`, `GET /streams/{id}` | stream state and counters (URIs redacted) |
+//! | `POST /streams`, `DELETE /streams/{id}` | add (`{id, uri, options}`, `[api.allowed_sources]`) / remove a stream (token) |
 //! | `GET /gallery`, `POST /gallery/reload`, `POST /gallery/products`, `DELETE /gallery/products/{id}` | gallery (token for changes) |
-//! | `GET /`, `GET /api/board`, `GET /api/events`, `GET /streams/{id}/frame.jpg` | dashboard, its snapshot, SSE updates, latest keyframe |
+//! | `GET /gallery/products/{id}/image` | the product's thumbnail, copied into the gallery at build time |
+//! | `GET /`, `GET /api/board`, `GET /api/events`, `GET /streams/{id}/frame.jpg` | dashboard, its snapshot, SSE updates (bounded), latest keyframe |
 
 mod auth;
 pub mod board;
@@ -17,7 +19,9 @@ mod dashboard;
 mod error;
 mod gallery;
 mod health;
+mod guard;
 mod metrics;
+pub mod sources;
 mod sse;
 mod streams;
 
@@ -29,6 +33,7 @@ use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
+pub use sources::AllowedSources;
 
 use crate::publish::PublishMetrics;
 use crate::service::{ApiConfig, Service};
@@ -38,18 +43,46 @@ pub struct ApiState {
     pub service: Arc<Service>,
     /// Bearer token for mutating endpoints; `None` disables them (403).
     pub token: Option<String>,
+    /// Token that only reads.
+    pub read_token: Option<String>,
+    /// Reads need `token` or `read_token` (the listener is not loopback).
+    pub reads_need_token: bool,
     /// The event sink's counters, when the caller runs one.
     pub publish: Option<Arc<PublishMetrics>>,
     pub max_streams: usize,
     pub dashboard: bool,
+    pub allowed_sources: AllowedSources,
+    pub guard: guard::Settings,
+    /// Live-update subscribers now (bounded by `api.max_sse_clients`).
+    pub sse: sse::Slots,
     /// Cancelled when the server stops: ends SSE streams so the graceful shutdown can finish.
     pub stopping: CancellationToken,
+}
+
+impl ApiState {
+    /// State for `cfg` (tokens from the environment or the file, see [`ApiConfig::effective_token`]).
+    pub fn new(service: Arc<Service>, cfg: &ApiConfig, publish: Option<Arc<PublishMetrics>>) -> Self {
+        let listen = cfg.listen_addr().unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        ApiState {
+            service,
+            token: cfg.effective_token(),
+            read_token: cfg.effective_read_token(),
+            reads_need_token: !listen.ip().is_loopback(),
+            publish,
+            max_streams: cfg.max_streams,
+            dashboard: cfg.dashboard,
+            allowed_sources: cfg.allowed_sources.clone(),
+            guard: guard::Settings::new(cfg, listen),
+            sse: sse::Slots::new(cfg.max_sse_clients),
+            stopping: CancellationToken::new(),
+        }
+    }
 }
 
 pub type State = Arc<ApiState>;
 
 pub fn router(state: State) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(dashboard::index))
         .route("/assets/dashboard.js", get(dashboard::script))
         .route("/assets/dashboard.css", get(dashboard::style))
@@ -67,7 +100,9 @@ pub fn router(state: State) -> Router {
         .route("/gallery/products/{id}", axum::routing::delete(gallery::remove))
         .route("/gallery/products/{id}/image", get(gallery::image))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::reads))
+        .with_state(state.clone());
+    guard::wrap(routes, &state.guard)
 }
 
 /// A running API server.
@@ -86,27 +121,15 @@ impl ApiServer {
     ) -> std::io::Result<ApiServer> {
         let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;
         let addr = listener.local_addr()?;
-        let token = cfg.effective_token();
-        if token.is_none() {
+        let mut state = ApiState::new(service, cfg, publish);
+        if state.token.is_none() {
             tracing::warn!("no API token (api.token or LIVESKU_API_TOKEN): mutating endpoints are disabled");
         }
-        let stopping = CancellationToken::new();
-        let state = Arc::new(ApiState {
-            service,
-            token,
-            publish,
-            max_streams: cfg.max_streams,
-            dashboard: cfg.dashboard,
-            stopping: stopping.clone(),
-        });
-        let app = router(state);
-        let stop = stopping.clone();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "API server failed");
-            }
-        });
+        // The bound port, for the `Host` check when `listen` asked for port 0.
+        state.guard.listen = addr;
+        let stopping = state.stopping.clone();
+        let app = router(Arc::new(state));
+        let task = tokio::spawn(guard::serve(listener, app, cfg.header_read_timeout, stopping.clone()));
         tracing::info!(%addr, "control API listening");
         Ok(ApiServer { addr, stopping, task })
     }

@@ -10,12 +10,13 @@ use super::auth::Authorized;
 use super::{ApiError, State};
 use super::board::{OnScreen, StreamBoard};
 use crate::ingest::StatsSnapshot;
-use crate::service::{StreamInfo, StreamOptions};
+use super::sources::Refused;
+use crate::service::{ServiceError, StreamInfo, StreamOptions};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AddStream {
-    /// Defaults to the URI's last path segment.
+    /// Defaults to `Source::default_id`: a readable part of the URI that is not secret plus a short hash.
     pub id: Option<String>,
     pub uri: String,
     #[serde(default)]
@@ -98,11 +99,16 @@ pub async fn add(
     body: Result<Json<AddStream>, JsonRejection>,
 ) -> Result<(StatusCode, Json<StreamStatus>), ApiError> {
     let Json(req) = body?;
-    if req.uri.trim().is_empty() {
+    let uri = req.uri.trim();
+    if uri.is_empty() {
         return Err(ApiError::bad_request("\"uri\" must not be empty"));
     }
-    let source =
-        crate::ingest::Source::parse(req.uri.trim()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // Before anything touches the file system or the network on the client's behalf.
+    state.allowed_sources.check(uri).await.map_err(|e| match e {
+        Refused::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
+        Refused::Invalid(m) => ApiError::bad_request(m),
+    })?;
+    let source = crate::ingest::Source::parse(uri).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let id = req.id.clone().unwrap_or_else(|| source.default_id());
     check_id(&id)?;
     let svc = &state.service;
@@ -112,7 +118,13 @@ pub async fn add(
             format!("{} streams already (api.max_streams): remove one first", state.max_streams),
         ));
     }
-    let id = svc.add_stream_with(Some(&id), req.uri.trim(), &req.options)?;
+    let id = svc.add_stream_with(Some(&id), uri, &req.options).map_err(|e| match e {
+        ServiceError::DuplicateStream(id) if req.id.is_none() => ApiError::new(
+            StatusCode::CONFLICT,
+            format!("a stream '{id}' exists already; streams that differ only in their stream key need an \"id\""),
+        ),
+        e => e.into(),
+    })?;
     let info =
         svc.stream_info(&id).ok_or_else(|| ApiError::internal("stream vanished right after adding"))?;
     tracing::info!(stream = %id, uri = %source.redacted(), "stream added through the API");

@@ -110,17 +110,13 @@ impl GalleryControl {
     }
 }
 
-/// Where the dashboard loads a product's picture: the catalogue's `image_url` (or `image`) field, else
-/// the catalogue image the gallery recorded at build time, served by `GET /gallery/products/{id}/image`.
+/// Where the dashboard loads a product's picture: its thumbnail in the gallery, served by
+/// `GET /gallery/products/{id}/image`. Catalogue `image_url`s are never handed to moderators' browsers
+/// (they could point anywhere; the page's CSP allows its own origin only).
 pub fn product_image_url(p: &crate::gallery::Product) -> Option<String> {
-    let field = |k: &str| p.metadata.get(k).and_then(|v| v.as_str());
-    let url =
-        field("image_url").or_else(|| field("image")).filter(|u| u.starts_with("http") || u.starts_with('/'));
-    match url {
-        Some(u) if !u.starts_with('/') => Some(u.to_string()),
-        _ => field(crate::gallery::build::IMAGE_PATH_KEY)
-            .map(|_| format!("/gallery/products/{}/image", encode_path_segment(&p.product_id))),
-    }
+    p.metadata
+        .get(crate::gallery::build::THUMBNAIL_KEY)
+        .map(|_| format!("/gallery/products/{}/image", encode_path_segment(&p.product_id)))
 }
 
 /// Percent-encodes everything but unreserved characters (product ids are free text).

@@ -34,8 +34,14 @@ pub struct BuildReport {
     pub skipped: Vec<Skipped>,
 }
 
-/// Metadata key under which a product's first catalogue image path is kept.
-pub const IMAGE_PATH_KEY: &str = "image_path";
+/// Metadata key naming the product's thumbnail file in the gallery's `thumbs/` directory.
+pub const THUMBNAIL_KEY: &str = "thumbnail";
+
+/// Thumbnails' directory inside the gallery; the API serves pictures from there only.
+pub const THUMBS_DIR: &str = "thumbs";
+
+/// Longest side of a thumbnail (the dashboard shows them at 48-96 px).
+const THUMB_SIDE: u32 = 256;
 
 /// Products encoded per model call.
 const BATCH: usize = 8;
@@ -73,11 +79,18 @@ pub fn add_catalog(catalog: &Path, gallery: &mut Gallery, encoder: &mut Encoder,
                 Err(reason) => skip(&mut report, *number, reason),
             }
         }
-        for (entry, vector) in encode_entries(encoder, &ready, &mut |line, reason| skip(&mut report, line, reason))? {
+        for ((entry, images), vector) in encode_entries(encoder, &ready, &mut |line, reason| skip(&mut report, line, reason))? {
             let mut metadata = entry.metadata.clone();
-            // The dashboard shows the catalogue picture (served by the API from this path).
-            if let Some(first) = entry.images.first() {
-                metadata.entry(IMAGE_PATH_KEY).or_insert_with(|| first.display().to_string().into());
+            // The dashboard shows a copy of the first picture, served from the gallery (never the
+            // catalogue's path or URL); a failed copy costs the picture, not the product.
+            metadata.remove(THUMBNAIL_KEY);
+            if let Some(first) = images.first() {
+                match write_thumbnail(gallery.dir(), &entry.product_id, first) {
+                    Ok(name) => {
+                        metadata.insert(THUMBNAIL_KEY.into(), name.into());
+                    }
+                    Err(e) => bar.suspend(|| tracing::warn!(product = %entry.product_id, error = %e, "no thumbnail")),
+                }
             }
             let product = Product { row: 0, product_id: entry.product_id.clone(), title: entry.title.clone(), metadata };
             gallery.add(&[(product, vector)])?;
@@ -95,7 +108,7 @@ fn encode_entries<'a>(
     encoder: &mut Encoder,
     items: &'a [(CatalogEntry, Vec<RgbImage>)],
     skip: &mut dyn FnMut(usize, String),
-) -> Result<Vec<(&'a CatalogEntry, Vec<f32>)>, BuildError> {
+) -> Result<Vec<(&'a (CatalogEntry, Vec<RgbImage>), Vec<f32>)>, BuildError> {
     let run = |encoder: &mut Encoder, items: &'a [(CatalogEntry, Vec<RgbImage>)]| {
         let clips: Vec<Vec<&RgbImage>> = items.iter().map(|(_, imgs)| imgs.iter().collect()).collect();
         let clip_refs: Vec<&[&RgbImage]> = clips.iter().map(Vec::as_slice).collect();
@@ -107,19 +120,38 @@ fn encode_entries<'a>(
         return Ok(Vec::new());
     }
     match run(encoder, items) {
-        Ok(vectors) => Ok(items.iter().map(|(e, _)| e).zip(vectors).collect()),
+        Ok(vectors) => Ok(items.iter().zip(vectors).collect()),
         Err(e @ EncodeError::Runtime(_)) if items.len() > 1 => Err(e.into()),
         Err(_) => {
             let mut out = Vec::new();
             for i in 0..items.len() {
                 match run(encoder, &items[i..=i]) {
-                    Ok(mut v) => out.push((&items[i].0, v.remove(0))),
+                    Ok(mut v) => out.push((&items[i], v.remove(0))),
                     Err(e) => skip(items[i].0.line, format!("cannot encode: {e}")),
                 }
             }
             Ok(out)
         }
     }
+}
+
+/// The thumbnail's file name: a hash of the product id (ids are free text, names must be plain).
+pub fn thumbnail_name(product_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{}.jpg", hex::encode(&Sha256::digest(product_id.as_bytes())[..8]))
+}
+
+/// Writes a JPEG of at most [`THUMB_SIDE`] px into `<gallery>/thumbs/`; returns its file name.
+fn write_thumbnail(gallery: &Path, product_id: &str, image: &RgbImage) -> Result<String, String> {
+    let dir = gallery.join(THUMBS_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let scale = (THUMB_SIDE as f32 / image.width().max(image.height()) as f32).min(1.0);
+    let (w, h) = ((image.width() as f32 * scale).round().max(1.0) as u32, (image.height() as f32 * scale).round().max(1.0) as u32);
+    let small = image::imageops::thumbnail(image, w, h);
+    let name = thumbnail_name(product_id);
+    let path = dir.join(&name);
+    small.save_with_format(&path, image::ImageFormat::Jpeg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(name)
 }
 
 fn load_images(paths: &[PathBuf]) -> Result<Vec<RgbImage>, String> {

@@ -6,6 +6,7 @@
 //! DIR/vectors.f32      rows x dim little-endian f32, row-major
 //! DIR/products.jsonl   one line per row: {"row", "product_id", "title", "metadata"}
 //! DIR/removed.txt      removed rows, one per line
+//! DIR/thumbs/*.jpg     the products' thumbnails (src/gallery/build.rs), the only pictures the API serves
 //! ```
 
 use std::collections::{HashMap, HashSet};

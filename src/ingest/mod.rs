@@ -5,7 +5,7 @@
 mod backoff;
 pub mod pipeline;
 mod session;
-mod source;
+pub mod source;
 mod stats;
 mod supervisor;
 

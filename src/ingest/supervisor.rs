@@ -155,6 +155,9 @@ impl Supervisor {
     }
 
     fn announce(&self, state: StreamState, reason: Option<&str>) {
+        // GStreamer's messages may quote the URI (and so its stream key or password).
+        let reason = reason.map(|r| self.source.scrub(r));
+        let reason = reason.as_deref();
         match (state, reason) {
             (StreamState::Failed | StreamState::Reconnecting, Some(r)) => {
                 tracing::warn!(?state, reason = r)

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::api::AllowedSources;
 use crate::asr::AsrConfig;
 use crate::config::{ConfigError, IngestConfig};
 use crate::encode::EncoderConfig;
@@ -89,10 +90,30 @@ pub struct ApiConfig {
     /// Bearer token for mutating endpoints; `LIVESKU_API_TOKEN` overrides it. Without one, mutating
     /// endpoints answer 403.
     pub token: Option<String>,
+    /// A second token that only reads (`LIVESKU_API_READ_TOKEN` overrides it). Reads need a token (this
+    /// one or `token`) whenever `listen` is not loopback.
+    pub read_token: Option<String>,
     /// Serve the moderator dashboard at `/`.
     pub dashboard: bool,
     /// Streams the API may have running at once (adding more answers 429).
     pub max_streams: usize,
+    /// What `POST /streams` may start (src/api/sources.rs).
+    pub allowed_sources: AllowedSources,
+    /// `Host` header names accepted besides the listener's own address (and `localhost` on loopback):
+    /// a browser tricked by DNS rebinding sends the attacker's name, which is refused.
+    pub allowed_hosts: Vec<String>,
+    /// A request (headers to answer, body included) taking longer answers 408.
+    #[serde(with = "crate::config::duration")]
+    pub request_timeout: Duration,
+    /// A connection that has not sent a whole request head within this is closed (slow clients).
+    #[serde(with = "crate::config::duration")]
+    pub header_read_timeout: Duration,
+    /// Larger request bodies answer 413.
+    pub max_body_bytes: usize,
+    /// Requests served at once; more answer 503 at once instead of queueing.
+    pub max_concurrent_requests: usize,
+    /// Dashboard live-update (SSE) clients at once; more answer 503.
+    pub max_sse_clients: usize,
 }
 
 impl Default for ApiConfig {
@@ -101,8 +122,16 @@ impl Default for ApiConfig {
             enabled: false,
             listen: "127.0.0.1:8080".into(),
             token: None,
+            read_token: None,
             dashboard: true,
             max_streams: 100,
+            allowed_sources: AllowedSources::default(),
+            allowed_hosts: Vec::new(),
+            request_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+            max_body_bytes: 1 << 20,
+            max_concurrent_requests: 256,
+            max_sse_clients: 64,
         }
     }
 }
@@ -111,40 +140,80 @@ impl ApiConfig {
     /// The token in force: the environment's, else the file's; trimmed like the presented one (so a
     /// trailing newline from a secrets file does not lock everyone out); empty counts as none.
     pub fn effective_token(&self) -> Option<String> {
-        Self::env_token()
-            .or_else(|| self.token.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_string))
+        env_token("LIVESKU_API_TOKEN").or_else(|| trimmed(self.token.as_deref()))
     }
 
-    fn env_token() -> Option<String> {
-        std::env::var("LIVESKU_API_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+    /// The read-only token in force (`LIVESKU_API_READ_TOKEN`, else `read_token`).
+    pub fn effective_read_token(&self) -> Option<String> {
+        env_token("LIVESKU_API_READ_TOKEN").or_else(|| trimmed(self.read_token.as_deref()))
+    }
+
+    /// The address `listen` names (validated at start-up).
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listen.parse().ok()
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let addr: std::net::SocketAddr = self
-            .listen
-            .parse()
-            .map_err(|_| invalid("api.listen", format!("not a socket address: {:?}", self.listen)))?;
-        if self.token.as_deref().is_some_and(|t| t.trim().len() < 16) {
-            return Err(invalid("api.token", "must be at least 16 characters"));
+        let addr = self
+            .listen_addr()
+            .ok_or_else(|| invalid("api.listen", format!("not a socket address: {:?}", self.listen)))?;
+        for (key, value) in [("api.token", &self.token), ("api.read_token", &self.read_token)] {
+            if value.as_deref().is_some_and(|t| t.trim().len() < 16) {
+                return Err(invalid(key, "must be at least 16 characters"));
+            }
         }
-        if Self::env_token().is_some_and(|t| t.len() < 16) {
-            return Err(invalid("LIVESKU_API_TOKEN", "must be at least 16 characters (it overrides api.token)"));
+        for (var, over) in [("LIVESKU_API_TOKEN", "api.token"), ("LIVESKU_API_READ_TOKEN", "api.read_token")] {
+            if env_token(var).is_some_and(|t| t.len() < 16) {
+                return Err(invalid(var, format!("must be at least 16 characters (it overrides {over})")));
+            }
         }
         if self.max_streams == 0 {
             return Err(invalid("api.max_streams", "must be at least 1"));
         }
+        self.allowed_sources.validate()?;
+        if let Some(h) = self.allowed_hosts.iter().find(|h| h.trim().is_empty() || h.contains(['/', '@', ' '])) {
+            return Err(invalid("api.allowed_hosts", format!("{h:?} is not a host name (no scheme or path)")));
+        }
+        for (key, d) in [("api.request_timeout", self.request_timeout), ("api.header_read_timeout", self.header_read_timeout)] {
+            if !(Duration::from_millis(100)..=Duration::from_secs(3600)).contains(&d) {
+                return Err(invalid(key, "must be between 100ms and 1h"));
+            }
+        }
+        if !(1024..=1 << 30).contains(&self.max_body_bytes) {
+            return Err(invalid("api.max_body_bytes", "must be between 1024 and 1073741824"));
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err(invalid("api.max_concurrent_requests", "must be at least 1"));
+        }
+        if self.max_sse_clients == 0 {
+            return Err(invalid("api.max_sse_clients", "must be at least 1 (turn the dashboard off with api.dashboard)"));
+        }
         if self.enabled && !addr.ip().is_loopback() {
-            tracing::warn!(listen = %addr, "the control API listens beyond loopback: protect it with a token and TLS in front");
+            if self.effective_token().is_none() && self.effective_read_token().is_none() {
+                return Err(invalid(
+                    "api.token",
+                    format!("required when api.listen ({addr}) is not loopback: reads need a token there (or set api.read_token)"),
+                ));
+            }
+            tracing::warn!(listen = %addr, "the control API listens beyond loopback: reads and changes need a token; put TLS in front");
         }
         Ok(())
     }
+}
+
+fn trimmed(t: Option<&str>) -> Option<String> {
+    t.map(str::trim).filter(|t| !t.is_empty()).map(str::to_string)
+}
+
+fn env_token(var: &str) -> Option<String> {
+    std::env::var(var).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
 }
 
 /// `[[streams]]`: one watched stream.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamEntry {
-    /// Stream id used as the Kafka key; defaults to the URI's last path segment.
+    /// Stream id used as the Kafka key; defaults to `Source::default_id` (never made from a secret).
     pub id: Option<String>,
     pub uri: String,
 }
@@ -189,7 +258,8 @@ impl ServiceConfig {
                 .map_err(|e| invalid(&format!("streams[{i}].uri"), e.to_string()))?;
             let id = s.id.clone().unwrap_or_else(|| source.default_id());
             if !ids.insert(id.clone()) {
-                return Err(invalid(&format!("streams[{i}].id"), format!("duplicate stream id '{id}'")));
+                let hint = if s.id.is_none() { " (the default id is not made from a stream key: give each stream an id)" } else { "" };
+                return Err(invalid(&format!("streams[{i}].id"), format!("duplicate stream id '{id}'{hint}")));
             }
         }
         Ok(())
@@ -232,6 +302,18 @@ mod tests {
         assert!(err("[api]\nlisten = \"localhost\"").contains("api.listen"));
         assert!(err("[api]\ntoken = \"short\"").contains("api.token"));
         assert!(err("[api]\nbogus = 1").contains("bogus"));
+        assert!(err("[api]\nread_token = \"short\"").contains("api.read_token"));
+        assert!(err("[api]\nrequest_timeout = \"10ms\"").contains("api.request_timeout"));
+        assert!(err("[api]\nheader_read_timeout = \"soon\"").contains("not a duration"));
+        assert!(err("[api]\nmax_body_bytes = 10").contains("api.max_body_bytes"));
+        assert!(err("[api]\nmax_concurrent_requests = 0").contains("api.max_concurrent_requests"));
+        assert!(err("[api]\nmax_sse_clients = 0").contains("api.max_sse_clients"));
+        assert!(err("[api]\nallowed_hosts = [\"http://x\"]").contains("api.allowed_hosts"));
+        assert!(err("[api.allowed_sources]\nschemes = [\"ftp\"]").contains("api.allowed_sources.schemes"));
+        assert!(err("[api]\nenabled = true\nlisten = \"0.0.0.0:8080\"").contains("api.token"));
+        let cfg: ServiceConfig = toml::from_str("[api]\nrequest_timeout = \"5s\"\n[api.allowed_sources]\nschemes = [\"file\"]").unwrap();
+        assert_eq!(cfg.api.request_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(cfg.api.allowed_sources.schemes, ["file"]);
     }
 
     #[test]
@@ -251,7 +333,8 @@ mod tests {
     fn invalid_values_name_the_key() {
         assert!(err("[gallery]\ntop_k = 1").contains("gallery.top_k"));
         assert!(err("[gallery]\nbackground_margin = 3.0").contains("gallery.background_margin"));
-        let dup = "[[streams]]\nuri = \"rtmp://h/live/a\"\n[[streams]]\nuri = \"rtmp://h2/live/a\"";
+        // Default ids come from the redacted URI: two streams that differ only in their key collide.
+        let dup = "[[streams]]\nuri = \"rtmp://h/live/a\"\n[[streams]]\nuri = \"rtmp://h/live/b\"";
         assert!(err(dup).contains("streams[1].id"), "{}", err(dup));
     }
 }

@@ -115,6 +115,7 @@ struct Streams {
 /// One added stream.
 struct Stream {
     handle: StreamHandle,
+    /// Redacted (no stream key, password or secret query value): it is shown in answers and the dashboard.
     uri: String,
     live: bool,
     added_unix_ms: u64,
@@ -137,6 +138,7 @@ pub struct StreamInfo {
     pub id: String,
     /// Session number of this id in this process (0 for the first).
     pub generation: u64,
+    /// The source URI with its secrets replaced by `***`.
     pub uri: String,
     pub live: bool,
     pub added_unix_ms: u64,
@@ -253,8 +255,8 @@ impl Service {
         })
     }
 
-    /// Starts watching a stream; `id` defaults to the URI's last path segment. Must run on a tokio
-    /// runtime; returns at once (connecting happens in the stream's task).
+    /// Starts watching a stream; `id` defaults to [`Source::default_id`] (never made from a secret).
+    /// Must run on a tokio runtime; returns at once (connecting happens in the stream's task).
     pub fn add_stream(&self, id: Option<&str>, uri: &str) -> Result<StreamId, ServiceError> {
         self.add_stream_with(id, uri, &StreamOptions::default())
     }
@@ -291,11 +293,11 @@ impl Service {
             audio: if source.live { inputs.live_audio.clone() } else { inputs.file_audio.clone() },
             preview: Some(Arc::new(move |frame| board.frame(frame.clone()))),
         };
-        let live = source.live;
+        let (live, shown_uri) = (source.live, source.redacted());
         let handle = ingest::spawn(key, source, cfg, outputs, inputs.status.clone());
         streams.running.push(Stream {
             handle,
-            uri: uri.to_string(),
+            uri: shown_uri,
             live,
             added_unix_ms: ingest::unix_ms(std::time::SystemTime::now()),
         });

@@ -27,6 +27,11 @@ impl Service {
     }
 
     pub fn start_env(gallery: &str, extra_toml: &str, env: &[(&str, &str)]) -> Service {
+        Self::start_api(gallery, "", extra_toml, env)
+    }
+
+    /// `api_keys` go into the `[api]` table (`max_sse_clients = 4`).
+    pub fn start_api(gallery: &str, api_keys: &str, extra_toml: &str, env: &[(&str, &str)]) -> Service {
         let dir = tempfile::tempdir().unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let events = dir.path().join("events.jsonl");
@@ -37,7 +42,7 @@ impl Service {
         };
         let config = format!(
             "{top}\n[gallery]\npath = {gallery:?}\n[publish]\nsink = \"file\"\nfile = {events:?}\n\
-             [api]\nenabled = true\nlisten = {addr:?}\ntoken = {TOKEN:?}\n{sections}\n"
+             [api]\nenabled = true\nlisten = {addr:?}\ntoken = {TOKEN:?}\n{api_keys}\n{sections}\n"
         );
         let cfg_path = dir.path().join("livesku.toml");
         std::fs::write(&cfg_path, config).unwrap();

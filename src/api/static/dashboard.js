@@ -3,6 +3,17 @@
 // only for tiles on screen and at most once per second each, and the timeline is capped.
 "use strict";
 
+// Off loopback the API wants a token for reads: open the page as /#token=... The fragment never leaves
+// the browser; it becomes a same-site cookie (EventSource and <img> cannot send headers) and is removed
+// from the address bar.
+(() => {
+  const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (m) {
+    document.cookie = `livesku_token=${m[1]}; path=/; SameSite=Strict`;
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+})();
+
 const TIMELINE_MAX = 150;
 const FRAME_MIN_MS = 1000;
 const tiles = new Map(); // stream id -> { el, state, latestSeq, shownSeq, lastFetch, visible, products: Map }
