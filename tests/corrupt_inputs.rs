@@ -197,9 +197,10 @@ fn corrupted_file_streams_next_to_a_live_stream() {
     let inputs = make_inputs(&input_dir);
     let gallery = demo_gallery(dir.path());
     let wav = dir.path().join("silence.wav");
-    write_silent_wav(&wav, 45);
+    // On air through the service's start-up and every file's end.
+    write_silent_wav(&wav, 90);
     let video = dir.path().join("coffee.mp4");
-    render_scene(&video, &[("coffee.png", 0, 45)], 45, Some(&wav));
+    render_scene(&video, &[("coffee.png", 0, 90)], 90, Some(&wav));
     let servers = Servers::start();
     let url = servers.rtmp_url("healthy");
     let _publisher = publish_file_rtmp(&video, &url);
@@ -210,7 +211,7 @@ fn corrupted_file_streams_next_to_a_live_stream() {
         .iter()
         .map(|i| format!("[[streams]]\nuri = {:?}\n", i.path.to_str().unwrap()))
         .collect();
-    streams += &format!("[[streams]]\nid = \"healthy\"\nuri = {url:?}\n");
+    streams += &format!("[[streams]]\nid = \"healthy\"\nuri = {url:?}\n[ingest]\nstall_timeout_secs = 5\n");
     let svc = Service::start(&gallery, &streams);
     let appeared = |ev: &[Value]| ev.iter().any(|e| e["stream_id"] == "healthy" && e["type"] == "product.appeared");
     svc.wait_events(Duration::from_secs(60), appeared);
