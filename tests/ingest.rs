@@ -230,7 +230,8 @@ fn killed_publisher_resumes_after_outages_of_any_length() {
     let mut publisher = publish_rtmp(&url, &spec);
     let mut ingest = Proc(
         livesku()
-            .args(["ingest", &url, "--retry", "--duration", "600", "--dedup-distance", "0", "--max-rate", "0"])
+            .args(["ingest", &url, "--retry", "--duration", "600"])
+            .args(["--dedup-distance", "0", "--max-rate", "0"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -245,16 +246,22 @@ fn killed_publisher_resumes_after_outages_of_any_length() {
             sink.lock().unwrap().push(serde_json::from_str(&line).unwrap());
         }
     });
-    let now_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let of_kind = |kind: &str| -> Vec<Value> {
+        lines.lock().unwrap().iter().filter(|l| l["kind"] == kind).cloned().collect()
+    };
+    let now_ms = || {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+    };
     // The first keyframe delivered after `t` ms, waiting up to a minute for it.
     let first_after = |t: u64| {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let wall = lines.lock().unwrap().iter().filter(|l| l["kind"] == "keyframe").map(|l| l["wall_ms"].as_u64().unwrap()).find(|w| *w > t);
-            if let Some(w) = wall {
+            let walls = of_kind("keyframe").into_iter().map(|l| l["wall_ms"].as_u64().unwrap());
+            if let Some(w) = walls.into_iter().find(|w| *w > t) {
                 return w;
             }
-            assert!(std::time::Instant::now() < deadline, "no keyframe within 60 s of {t}: {:?}", lines.lock().unwrap().iter().filter(|l| l["kind"] == "status").collect::<Vec<_>>());
+            let states = of_kind("status");
+            assert!(std::time::Instant::now() < deadline, "no keyframe within 60 s of {t}: {states:?}");
             std::thread::sleep(Duration::from_millis(50));
         }
     };
@@ -267,10 +274,11 @@ fn killed_publisher_resumes_after_outages_of_any_length() {
         let back = now_ms();
         publisher = publish_rtmp(&url, &spec);
         let resumed = first_after(back) - back;
-        figures.push(format!("outage {outage} s: keyframes {:.1} s after the publisher's return", resumed as f64 / 1000.0));
+        let secs = resumed as f64 / 1000.0;
+        figures.push(format!("outage {outage} s: keyframes {secs:.1} s after the publisher's return"));
     }
     eprintln!("{}", figures.join("; "));
-    let states: Vec<String> = lines.lock().unwrap().iter().filter(|l| l["kind"] == "status").map(|l| l["state"].as_str().unwrap().to_string()).collect();
-    assert!(!states.iter().any(|s| s == "failed"), "{states:?}");
+    let states: Vec<Value> = of_kind("status");
+    assert!(!states.iter().any(|s| s["state"] == "failed"), "{states:?}");
     drop(ingest);
 }

@@ -302,7 +302,8 @@ mod tests {
         let only = "../plugins/elements/gsttypefindelement.c(1186): gst_type_find_element_loop (): \
                     /GstPipeline:pipeline13/GstURIDecodeBin:uridecodebin13/GstTypeFindElement:typefind";
         assert_eq!(debug_detail(only), "");
-        assert_eq!(debug_detail("qtdemux.c(1): f (): /GstPipeline:p/qtdemux0:\nno known streams found"), "no known streams found");
+        let two_lines = "qtdemux.c(1): f (): /GstPipeline:p/qtdemux0:\nno known streams found";
+        assert_eq!(debug_detail(two_lines), "no known streams found");
         assert_eq!(debug_detail(""), "");
     }
 }
