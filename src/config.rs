@@ -135,6 +135,8 @@ pub struct IngestConfig {
     pub stall_timeout_secs: f64,
     #[serde(alias = "backoff_initial", deserialize_with = "crate::config::secs::deserialize")]
     pub backoff_initial_secs: f64,
+    /// The reconnect delay's cap. A returning publisher waits out whatever is left of the current delay
+    /// (a connected attempt sees it at once), so the cap bounds how long after its return a stream resumes.
     #[serde(alias = "backoff_max", deserialize_with = "crate::config::secs::deserialize")]
     pub backoff_max_secs: f64,
     /// Give up after this many consecutive failed attempts (absent = retry forever).
@@ -159,7 +161,7 @@ impl Default for IngestConfig {
             audio_chunk_ms: 500,
             stall_timeout_secs: 10.0,
             backoff_initial_secs: 0.5,
-            backoff_max_secs: 30.0,
+            backoff_max_secs: 4.0,
             max_reconnects: None,
             fail_fast: false,
             channel_capacity: 64,

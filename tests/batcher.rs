@@ -337,3 +337,31 @@ fn region_passes_are_shed_before_live_frames_expire() {
     assert_eq!(localised("file", 1), Some(true), "files alone have no age budget");
     assert_eq!(metrics.regions_shed.load(Ordering::Relaxed), 2);
 }
+
+#[test]
+fn live_frames_go_before_a_backlog_of_many_files() {
+    // 20 files with full queues: round-robin alone would give the live stream one frame in 21.
+    let batch_time = Duration::from_millis(20);
+    let cfg = BatcherConfig { max_batch: 4, max_wait: Duration::from_millis(5), queue_per_stream: 8, output_capacity: 4096 };
+    let (batcher, out) = start(Fake { delay: batch_time, batches: Arc::default() }, cfg, None);
+    let metrics = batcher.metrics();
+    let files: Vec<_> = (0..20u8)
+        .map(|s| {
+            let tx = batcher.stream(format!("file-{s}").into()).unwrap();
+            std::thread::spawn(move || (0..16).all(|seq| tx.send(frame("file", s, seq)).is_ok()))
+        })
+        .collect();
+    let live = batcher.live_stream("live".into(), batch_time * 4).unwrap();
+    let collector = std::thread::spawn(move || out.iter().collect::<Vec<_>>());
+    for seq in 0..10 {
+        live.send(frame("live", 99, seq)).unwrap();
+        std::thread::sleep(batch_time * 2);
+    }
+    drop(live);
+    assert!(files.into_iter().all(|f| f.join().unwrap()));
+    batcher.finish();
+    let (results, _) = split(collector.join().unwrap());
+    let live_done = results.iter().filter(|r| &*r.frame.stream_id == "live").count();
+    assert_eq!(live_done, 10, "live frames expired behind the files ({} expired)", metrics.expired.load(Ordering::Relaxed));
+    assert_eq!(results.iter().filter(|r| &*r.frame.stream_id == "file").count(), 20 * 16, "files lose nothing");
+}

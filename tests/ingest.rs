@@ -230,3 +230,67 @@ fn four_concurrent_live_streams() {
         assert_eq!(run.stats(&id)["dropped"], 0);
     }
 }
+
+/// The publisher killed (SIGKILL) and back after outages of several lengths, with the default stall
+/// timeout and backoff: keyframes resume each time. How soon after its return is recorded in
+/// BENCHMARKS.md (Issue 13: fault suite); the bound here is only that it comes back at all.
+#[test]
+fn killed_publisher_resumes_after_outages_of_any_length() {
+    let servers = Servers::start();
+    let url = servers.rtmp_url("killed");
+    let spec = StreamSpec { width: 160, height: 120, fps: 15, gop: 15, ..StreamSpec::default() };
+    let mut publisher = publish_rtmp(&url, &spec);
+    let mut ingest = Proc(
+        livesku()
+            .args(["ingest", &url, "--retry", "--duration", "600"])
+            .args(["--dedup-distance", "0", "--max-rate", "0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let stdout = ingest.0.stdout.take().unwrap();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(serde_json::from_str(&line).unwrap());
+        }
+    });
+    let of_kind = |kind: &str| -> Vec<Value> {
+        lines.lock().unwrap().iter().filter(|l| l["kind"] == kind).cloned().collect()
+    };
+    let now_ms = || {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+    };
+    // The first keyframe delivered after `t` ms, waiting up to a minute for it.
+    let first_after = |t: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let walls = of_kind("keyframe").into_iter().map(|l| l["wall_ms"].as_u64().unwrap());
+            if let Some(w) = walls.into_iter().find(|w| *w > t) {
+                return w;
+            }
+            let states = of_kind("status");
+            assert!(std::time::Instant::now() < deadline, "no keyframe within 60 s of {t}: {states:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    first_after(0);
+    let mut figures = Vec::new();
+    for outage in [2u64, 8, 20] {
+        publisher.kill();
+        // The outage itself is the scenario: the publisher stays away this long.
+        std::thread::sleep(Duration::from_secs(outage));
+        let back = now_ms();
+        publisher = publish_rtmp(&url, &spec);
+        let resumed = first_after(back) - back;
+        let secs = resumed as f64 / 1000.0;
+        figures.push(format!("outage {outage} s: keyframes {secs:.1} s after the publisher's return"));
+    }
+    eprintln!("{}", figures.join("; "));
+    let states: Vec<Value> = of_kind("status");
+    assert!(!states.iter().any(|s| s["state"] == "failed"), "{states:?}");
+    drop(ingest);
+}

@@ -1,7 +1,7 @@
 //! The encode stage: a dynamic batcher shared by all streams. Each stream has its own bounded queue (the
 //! keyframe channel ingest delivers into); one worker thread fills batches round-robin over the queues
 //! (one frame per stream per pass, so a busy stream cannot starve a quiet one and a file waiting on its
-//! full queue holds up nobody else), flushes when the batch is full or its oldest frame has waited
+//! full queue holds up nobody else; live queues before files), flushes when the batch is full or its oldest frame has waited
 //! `max_wait`, and sends every embedding out together with the frame it came from. A queue's close is
 //! its stream's end: once drained, `Flow::End` goes out behind the stream's last embedding.
 
@@ -286,8 +286,18 @@ impl<E: BatchEncode> Worker<E> {
         }
     }
 
-    /// Takes frames round-robin, one per stream per pass, until the batch is full or the queues are empty.
+    /// Takes frames round-robin, one per stream per pass, until the batch is full or the queues are empty;
+    /// live streams' frames first. A file waits for its turn (its streaming thread blocks), a live stream
+    /// drops what its queue cannot hold: many files opened next to one live stream would otherwise take
+    /// all but a sliver of the encoder from it.
     fn sweep(&mut self, batch: &mut Vec<Pending>) {
+        if self.streams.iter().any(|q| q.max_age.is_some()) {
+            self.sweep_of(batch, true);
+        }
+        self.sweep_of(batch, false);
+    }
+
+    fn sweep_of(&mut self, batch: &mut Vec<Pending>, live_only: bool) {
         loop {
             let n = self.streams.len();
             if n == 0 {
@@ -297,6 +307,10 @@ impl<E: BatchEncode> Worker<E> {
             let mut visited = 0;
             while visited < n && batch.len() < self.cfg.max_batch {
                 let q = &mut self.streams[(self.cursor + visited) % n];
+                if live_only && q.max_age.is_none() {
+                    visited += 1;
+                    continue;
+                }
                 match q.rx.try_recv() {
                     Ok(f) if q.max_age.is_some_and(|m| age(&f) > m) => {
                         self.metrics.expired.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -1,13 +1,12 @@
 //! `gallery build`: catalogue -> encoded product pages -> gallery directory. Bad lines are reported with
 //! their line number and skipped; the rest still builds.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::catalog::{CatalogEntry, parse_line};
+use super::catalog::{CatalogEntry, numbered_lines, parse_line};
 use super::store::{Gallery, GalleryError, Product};
 use crate::encode::{EncodeError, Encoder, Side};
 
@@ -51,15 +50,7 @@ pub fn add_catalog(catalog: &Path, gallery: &mut Gallery, encoder: &mut Encoder,
     let cat_err = |source| BuildError::Catalog { path: catalog.to_path_buf(), source };
     let text = std::fs::read(catalog).map_err(cat_err)?;
     let base = catalog.parent().unwrap_or(Path::new("."));
-    let lines: Vec<(usize, String)> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| l.map(|l| (i + 1, l)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(cat_err)?
-        .into_iter()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .collect();
+    let lines = numbered_lines(&text);
     let bar = if progress { ProgressBar::new(lines.len() as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} encoding products [{bar:30}] {pos}/{len} ({per_sec}, eta {eta}) {msg}")
@@ -74,7 +65,7 @@ pub fn add_catalog(catalog: &Path, gallery: &mut Gallery, encoder: &mut Encoder,
     for chunk in lines.chunks(BATCH) {
         let mut ready: Vec<(CatalogEntry, Vec<RgbImage>)> = Vec::with_capacity(chunk.len());
         for (number, line) in chunk {
-            match parse_line(line, *number, base).and_then(|e| load_images(&e.images).map(|imgs| (e, imgs))) {
+            match line.clone().and_then(|line| parse_line(line, *number, base)).and_then(|e| load_images(&e.images).map(|imgs| (e, imgs))) {
                 Ok(item) => ready.push(item),
                 Err(reason) => skip(&mut report, *number, reason),
             }

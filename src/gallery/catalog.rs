@@ -28,6 +28,23 @@ impl CatalogEntry {
     }
 }
 
+/// A catalogue file's non-blank lines, numbered from 1. A line that is not UTF-8 is an `Err` with the
+/// reason, so it is skipped and reported like any bad line instead of failing the whole file; a UTF-8
+/// byte-order mark before the first line is ignored.
+pub fn numbered_lines(bytes: &[u8]) -> Vec<(usize, Result<&str, String>)> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    bytes
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| !l.trim_ascii().is_empty())
+        .map(|(i, l)| {
+            let text = std::str::from_utf8(l.strip_suffix(b"\r").unwrap_or(l))
+                .map_err(|e| format!("not UTF-8 text ({e}): save the catalogue as UTF-8"));
+            (i + 1, text)
+        })
+        .collect()
+}
+
 /// Parses one line; the error is the reason the line is skipped.
 pub fn parse_line(line: &str, number: usize, base: &Path) -> Result<CatalogEntry, String> {
     let value: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;

@@ -237,7 +237,16 @@ impl Supervisor {
                         running = true;
                         self.announce(StreamState::Running, None);
                     }
-                    // A file never stalls; a quiet one is waiting for its consumer (see Session).
+                    // A file that has given data never stalls: a quiet one is waiting for its consumer (see
+                    // Session). One that never gave any is broken: decodebin can swallow a demuxer's error
+                    // that comes while it is still autoplugging, which would leave it connecting forever.
+                    if !self.source.live && !heartbeat.seen() && heartbeat.idle() > stall {
+                        return End::Fatal(format!(
+                            "no data from the file {:.0} s after opening it: not a playable media file, or a \
+                             damaged one",
+                            stall.as_secs_f64()
+                        ));
+                    }
                     if self.source.live && heartbeat.idle() > stall {
                         let what = if heartbeat.seen() { "no data" } else { "no data since connecting" };
                         return End::Retry(format!(
@@ -256,9 +265,8 @@ impl Supervisor {
             gst::MessageView::Eos(_) => Some(End::Eos),
             gst::MessageView::Error(err) => {
                 let e = err.error();
-                let detail = err.debug().map(|d| d.to_string()).unwrap_or_default();
-                // GStreamer's debug strings start with "file.c(123): function (): element path:\n" ...
-                let detail = detail.lines().last().unwrap_or_default().trim();
+                let debug = err.debug().map(|d| d.to_string()).unwrap_or_default();
+                let detail = debug_detail(&debug);
                 let what = if detail.is_empty() || e.message().contains(detail) {
                     e.message().to_string()
                 } else {
@@ -277,5 +285,28 @@ impl Supervisor {
             }
             _ => None,
         }
+    }
+}
+
+/// The detail of a GStreamer error's debug string, which starts with a source location for GStreamer's
+/// developers ("file.c(123): function (): element path:") that may be all there is.
+fn debug_detail(debug: &str) -> &str {
+    let last = debug.lines().last().unwrap_or_default().trim();
+    let is_location = last.contains(".c(") && last.contains(" (): ");
+    if is_location { "" } else { last }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::debug_detail;
+
+    #[test]
+    fn a_debug_string_loses_its_source_location() {
+        let only = "../plugins/elements/gsttypefindelement.c(1186): gst_type_find_element_loop (): \
+                    /GstPipeline:pipeline13/GstURIDecodeBin:uridecodebin13/GstTypeFindElement:typefind";
+        assert_eq!(debug_detail(only), "");
+        let two_lines = "qtdemux.c(1): f (): /GstPipeline:p/qtdemux0:\nno known streams found";
+        assert_eq!(debug_detail(two_lines), "no known streams found");
+        assert_eq!(debug_detail(""), "");
     }
 }

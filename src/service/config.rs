@@ -227,9 +227,22 @@ impl ServiceConfig {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| invalid("<file>", format!("cannot read {}: {e}", path.display())))?;
-        let cfg: ServiceConfig = toml::from_str(&text).map_err(|e| {
-            let key = e.span().map(|s| text[..s.start].lines().count()).map(|l| format!("line {l}"));
-            invalid(&key.unwrap_or_else(|| "<file>".into()), e.message().to_string())
+        Self::parse(&text)
+    }
+
+    /// Parses and validates a config file's text. A bad value names its key (`gallery.index`), an unknown
+    /// key its table; a syntax error (or an unknown top-level key) names its 1-based line.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let at_line = |e: &toml::de::Error| {
+            let line = e.span().and_then(|s| text.get(..s.start)).map(|before| before.matches('\n').count() + 1);
+            invalid(&line.map_or_else(|| "<file>".into(), |l| format!("line {l}")), e.message().to_string())
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| at_line(&e))?;
+        // toml's spans point at the enclosing table for many value errors: the path is exact.
+        let cfg: ServiceConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let e = e.into_inner();
+            if path.is_empty() || path == "." { at_line(&e) } else { invalid(&path, e.message().to_string()) }
         })?;
         cfg.validate()?;
         Ok(cfg)

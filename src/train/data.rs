@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::gallery::Skipped;
-use crate::gallery::catalog::{CatalogEntry, parse_line};
+use crate::gallery::catalog::{self, CatalogEntry, parse_line};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -40,14 +40,9 @@ impl<T> Parsed<T> {
     }
 }
 
-fn numbered_lines(path: &Path) -> Result<Vec<(usize, String)>, DataError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
-    Ok(text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| (i + 1, l.to_string()))
-        .collect())
+fn numbered_lines(path: &Path) -> Result<Vec<(usize, Result<String, String>)>, DataError> {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
+    Ok(catalog::numbered_lines(&bytes).into_iter().map(|(n, l)| (n, l.map(str::to_string))).collect())
 }
 
 /// The catalogue, in file order; a product id seen twice keeps its first line (the second is reported).
@@ -56,7 +51,7 @@ pub fn read_catalog(path: &Path) -> Result<Parsed<CatalogEntry>, DataError> {
     let mut out = Parsed { path: path.to_path_buf(), items: Vec::new(), skipped: Vec::new() };
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (line, text) in numbered_lines(path)? {
-        match parse_line(&text, line, base) {
+        match text.and_then(|text| parse_line(&text, line, base)) {
             Ok(e) => match seen.get(&e.product_id) {
                 Some(first) => out.skipped.push(Skipped { line, reason: format!("product {:?} already on line {first}", e.product_id) }),
                 None => {
@@ -85,7 +80,7 @@ pub fn read_examples(path: &Path, products: &HashMap<String, usize>) -> Result<P
     let base = path.parent().unwrap_or(Path::new("."));
     let mut out = Parsed { path: path.to_path_buf(), items: Vec::new(), skipped: Vec::new() };
     for (line, text) in numbered_lines(path)? {
-        match parse_example(&text, base, products) {
+        match text.and_then(|text| parse_example(&text, base, products)) {
             Ok((product, images)) => out.items.push(Example { line, product, images }),
             Err(reason) => out.skipped.push(Skipped { line, reason }),
         }

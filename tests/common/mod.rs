@@ -187,8 +187,13 @@ pub fn publish_hls(dir: &Path, spec: &StreamSpec) -> Proc {
 
 /// Writes an MP4 file of `seconds` seconds and waits for it to be complete.
 pub fn make_file(path: &Path, spec: &StreamSpec, seconds: u32) {
+    make_file_muxed(path, spec, seconds, "mp4mux");
+}
+
+/// [`make_file`] with another muxer (`flvmux`, `mpegtsmux`, ...).
+pub fn make_file_muxed(path: &Path, spec: &StreamSpec, seconds: u32, muxer: &str) {
     let mut p = format!(
-        "{} ! mp4mux name=mux ! filesink location={}",
+        "{} ! {muxer} name=mux ! filesink location={}",
         spec.video(false, Some(seconds * spec.fps)),
         path.display()
     );
