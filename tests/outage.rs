@@ -182,6 +182,10 @@ fn check_streams(events: &[Value]) -> Vec<String> {
     open
 }
 
+fn now_utc() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
 fn kinds(events: &[Value], kind: &str) -> usize {
     events.iter().filter(|e| e["type"] == kind).count()
 }
@@ -243,13 +247,13 @@ fn sigkill_during_the_outage_loses_nothing_persisted_after_a_restart_on_the_same
     wait_all_appeared(&first, Duration::from_secs(90));
 
     fx.proxy.cut();
-    let cut = Instant::now();
+    let (cut, cut_at) = (Instant::now(), now_utc());
     // Half-way through the outage, with events waiting in the outbox: SIGKILL. Nothing is delivered while
     // the proxy is cut, so the removed count read just before the kill is final.
     ride_out(&first, cut + OUTAGE / 2);
     let delivered_first = metric(&first, "livesku_publish_outbox_removed_total");
     first.kill();
-    let killed_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+    let killed_at = now_utc();
     let persisted = outbox_ids(&fx.outbox());
     assert!(!persisted.is_empty(), "nothing was pending at the kill");
 
@@ -259,6 +263,7 @@ fn sigkill_during_the_outage_loses_nothing_persisted_after_a_restart_on_the_same
     fx.add_streams(&second);
     let peak_events = ride_out(&second, cut + OUTAGE);
     fx.proxy.restore();
+    let back_at = now_utc();
     let drain = wait_drained(&second, Duration::from_secs(60));
     let second_pid = second.pid;
     let (counters, log) = finish(second);
@@ -289,8 +294,9 @@ fn sigkill_during_the_outage_loses_nothing_persisted_after_a_restart_on_the_same
     for e in events.iter().filter(|e| open.iter().any(|id| e["episode_id"] == id.as_str())) {
         assert!(e["emitted_at"].as_str().unwrap() < killed_at.as_str(), "an episode of the restart left open: {e}");
     }
+    let during = events.iter().filter(|e| (cut_at.as_str()..back_at.as_str()).contains(&e["emitted_at"].as_str().unwrap())).count();
     eprintln!(
-        "SIGKILL 30 s into a 60 s outage, 4 streams: {total} events published ({} persisted at the kill), 0 lost, \
+        "SIGKILL 30 s into a 60 s outage, 4 streams: {total} events published ({during} during the outage, {} persisted at the kill), 0 lost, \
          {dups} duplicates before dedupe, 0 after; {} episodes cut by the kill; restarted outbox peak {peak_events} \
          events / {peak_bytes} bytes; drained {drain:.1?} after the broker was back",
         persisted.len(),
