@@ -32,7 +32,7 @@ use super::{FlushReport, PublishError};
 use crate::event::DetectionEvent;
 
 /// Wait after a failed delivery before sending again.
-pub const RETRY_BACKOFF: Duration = Duration::from_secs(1);
+const RETRY_BACKOFF: Duration = Duration::from_secs(1);
 /// Events read from the outbox per read.
 const READ_BATCH: usize = 512;
 

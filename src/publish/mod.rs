@@ -34,7 +34,6 @@ use std::time::Duration;
 
 pub use admin::ensure_topic;
 pub use config::{KafkaConfig, OutboxConfig, PublishConfig, SinkKind};
-pub use durable::RETRY_BACKOFF;
 pub use lines::LinesSink;
 pub use metrics::{MetricsSnapshot, PublishMetrics};
 pub use outbox::{Outbox, Pending, Totals, entry_size};
