@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use common::broker::{Broker, Received};
 use livesku::event::{DetectionEvent, EventContext, SCHEMA};
-use livesku::publish::{PublishConfig, Publisher};
+use livesku::publish::{Outbox, PublishConfig, Publisher};
 use livesku::track::{Match, Observation, TrackConfig, Tracker};
 use serde_json::Value;
 
@@ -134,4 +134,47 @@ fn flush_reports_the_undelivered_count_when_the_broker_is_down() {
     assert!(started.elapsed() < Duration::from_secs(5), "shutdown respects its timeout");
     assert_eq!(report.undelivered as usize, sent.len(), "{report:?}");
     assert_eq!(report.metrics.delivered, 0);
+}
+
+#[test]
+fn outbox_backlog_is_delivered_after_a_restart_before_new_events_and_then_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.redb");
+    let port = common::free_port();
+    let mut cfg = config(&format!("127.0.0.1:{port}"));
+    cfg.outbox.path = Some(path.clone());
+    let sent = scripted(&["r-1", "r-2"]);
+    let (backlog, fresh) = sent.split_at(sent.len() / 2);
+
+    // First run: no broker. Everything accepted is persisted and stays when the process stops.
+    let p = Publisher::start(&cfg).unwrap();
+    for e in backlog {
+        assert!(p.publish(e.clone()));
+    }
+    let r = p.shutdown(Duration::from_millis(300));
+    assert_eq!(r.undelivered as usize, backlog.len(), "{r:?}");
+    drop(p);
+    let ids = |payloads: Vec<Vec<u8>>| -> Vec<String> {
+        payloads.iter().map(|b| serde_json::from_slice::<DetectionEvent>(b).unwrap().event_id).collect()
+    };
+    let pending = Outbox::open(Some(&path)).unwrap().read_from(0, usize::MAX).unwrap();
+    assert_eq!(
+        ids(pending.into_iter().map(|p| p.payload).collect()),
+        backlog.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(),
+        "persisted in emission order"
+    );
+
+    // Second run on the same outbox, broker up: the backlog first, then the new events, each stream in order.
+    let broker = Broker::start_on(port, &[(TOPIC, 2)]);
+    let p = Publisher::start(&cfg).unwrap();
+    for e in fresh {
+        assert!(p.publish(e.clone()));
+    }
+    let r = p.shutdown(Duration::from_secs(30));
+    assert_eq!(r.undelivered, 0, "{r:?}");
+    assert_eq!((r.metrics.removed as usize, r.metrics.buffered), (sent.len(), 0), "{r:?}");
+    drop(p);
+    let got = broker.consume(TOPIC, "t-restart", sent.len(), Duration::from_secs(30), Duration::from_secs(1));
+    check(&sent, &got);
+    assert_eq!(Outbox::open(Some(&path)).unwrap().totals().events, 0, "delivered events are removed");
 }

@@ -142,6 +142,7 @@ impl Collector for Live {
         }
         if let Some(p) = &self.0.publish {
             let p = p.snapshot();
+            // Channel full (stdout/file), outbox full (Kafka).
             discarded.push(("publish", "bound", p.dropped));
             discarded.push(("publish", "failed", p.failed));
         }
@@ -199,9 +200,29 @@ impl Collector for Live {
             gauge(
                 &mut e,
                 "publish_buffered_events",
-                "Accepted events not yet delivered, failed or dropped",
+                "Accepted events not yet delivered, failed or dropped (Kafka: events in the outbox)",
                 p.buffered as i64,
             )?;
+            gauge(&mut e, "publish_outbox_bytes", "Bytes of the events in the Kafka outbox", p.outbox_bytes as i64)?;
+            gauge(
+                &mut e,
+                "publish_outbox_peak_bytes",
+                "Largest publish_outbox_bytes since start",
+                p.outbox_peak_bytes as i64,
+            )?;
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let age = if p.outbox_oldest_ms == 0 { 0.0 } else { now_ms.saturating_sub(p.outbox_oldest_ms) as f64 / 1000.0 };
+            e.encode_descriptor(
+                "publish_outbox_oldest_age_seconds",
+                "Age of the oldest event in the Kafka outbox (0 when empty)",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&age)?;
+            counter(&mut e, "publish_outbox_removed", "Delivered events removed from the Kafka outbox", p.removed)?;
+            counter(&mut e, "publish_retried", "Failed Kafka delivery reports (the event is sent again)", p.retried)?;
         }
         Ok(())
     }

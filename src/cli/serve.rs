@@ -44,7 +44,8 @@ pub fn serve(cfg: ServiceConfig, duration: Option<Duration>, until_sources_end: 
     cfg.validate().context("invalid settings")?;
     let publisher = Arc::new(Publisher::start(&cfg.publish).context("cannot start the event sink")?);
     let sink = publisher.clone();
-    // Never blocks: when the sink's bound is hit the event is dropped and counted (config/README.md).
+    // Kafka: returns once the event is in the outbox; stdout/file never block. A refused event is counted
+    // (config/README.md, `[publish]`).
     let emit = move |ev: DetectionEvent| {
         tracing::info!(stream = %ev.stream_id, product = %ev.product_id, score = ev.score, "{}", ev.event_type);
         sink.publish(ev);

@@ -1,4 +1,4 @@
-//! `[publish]` and `[publish.kafka]` config sections.
+//! `[publish]`, `[publish.kafka]` and `[publish.outbox]` config sections.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -22,17 +22,18 @@ pub struct PublishConfig {
     pub sink: SinkKind,
     /// Output path for `sink = "file"` (appended to).
     pub file: Option<PathBuf>,
-    /// Events waiting for the sink thread; when full, `publish()` drops the newest. Default 1024.
+    /// stdout/file: events waiting for the sink thread; when full, `publish()` drops the newest. Default 1024.
     pub channel_capacity: usize,
-    /// Undelivered events librdkafka may hold (queue.buffering.max.messages). Default 100000.
+    /// Kafka: events of the outbox handed to librdkafka at a time (queue.buffering.max.messages). Default 100000.
     pub max_buffered_events: usize,
-    /// How long the sink thread waits for room in a full librdkafka queue before dropping. Default 1000.
+    /// stdout/file: how long the sink thread waits for a full sink before dropping. Default 1000.
     #[serde(alias = "enqueue_timeout", deserialize_with = "crate::config::millis::deserialize")]
     pub enqueue_timeout_ms: u64,
     /// Shutdown flush timeout. Default 10000.
     #[serde(alias = "flush_timeout", deserialize_with = "crate::config::millis::deserialize")]
     pub flush_timeout_ms: u64,
     pub kafka: KafkaConfig,
+    pub outbox: OutboxConfig,
 }
 
 impl Default for PublishConfig {
@@ -45,7 +46,25 @@ impl Default for PublishConfig {
             enqueue_timeout_ms: 1000,
             flush_timeout_ms: 10_000,
             kafka: KafkaConfig::default(),
+            outbox: OutboxConfig::default(),
         }
+    }
+}
+
+/// `[publish.outbox]`: where the Kafka sink keeps events until their delivery report (src/publish/outbox.rs).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// The redb file. Unset: kept in memory (same bound and order, but lost with the process).
+    pub path: Option<PathBuf>,
+    /// Bytes of pending events (key + payload + 8) above which new episodes and updates are refused;
+    /// a `product.disappeared` of an accepted episode is always taken. Default 256 MiB.
+    pub max_bytes: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig { path: None, max_bytes: 256 << 20 }
     }
 }
 
@@ -60,9 +79,6 @@ pub struct KafkaConfig {
     pub client_id: String,
     /// compression.type: none, gzip, snappy or lz4 (the bundled librdkafka is built without zstd). Default lz4.
     pub compression: String,
-    /// message.timeout.ms: how long librdkafka retries a message (broker down) before failing it. Default 300000.
-    #[serde(alias = "message_timeout", deserialize_with = "crate::config::millis::deserialize")]
-    pub message_timeout_ms: u64,
     /// linger.ms: batching delay. Default 5.
     #[serde(alias = "linger", deserialize_with = "crate::config::millis::deserialize")]
     pub linger_ms: u64,
@@ -78,7 +94,6 @@ impl Default for KafkaConfig {
             topic: "livesku.detections".into(),
             client_id: "livesku".into(),
             compression: "lz4".into(),
-            message_timeout_ms: 300_000,
             linger_ms: 5,
             properties: BTreeMap::new(),
         }
@@ -91,7 +106,7 @@ pub(crate) const RESERVED: &[(&str, &str)] = &[
     ("client.id", "publish.kafka.client_id"),
     ("compression.type", "publish.kafka.compression"),
     ("compression.codec", "publish.kafka.compression"),
-    ("message.timeout.ms", "publish.kafka.message_timeout_ms"),
+    ("message.timeout.ms", "(always 0: the outbox keeps an event until it is delivered)"),
     ("linger.ms", "publish.kafka.linger_ms"),
     ("queue.buffering.max.messages", "publish.max_buffered_events"),
     ("enable.idempotence", "(always true)"),
@@ -119,6 +134,12 @@ impl PublishConfig {
         }
         if self.sink == SinkKind::Kafka {
             self.kafka.validate()?;
+            if self.outbox.max_bytes < 4096 {
+                return Err(invalid("publish.outbox.max_bytes", "must be at least 4096"));
+            }
+            if self.outbox.path.as_ref().is_some_and(|p| p.is_dir()) {
+                return Err(invalid("publish.outbox.path", "is a directory: name the outbox file in it"));
+            }
         }
         Ok(())
     }
@@ -148,12 +169,6 @@ impl KafkaConfig {
             return Err(invalid(
                 "publish.kafka.compression",
                 "must be none, gzip, snappy or lz4 (zstd is not built into the bundled librdkafka)",
-            ));
-        }
-        if self.message_timeout_ms == 0 {
-            return Err(invalid(
-                "publish.kafka.message_timeout_ms",
-                "must be at least 1 (0 would retry forever)",
             ));
         }
         for key in self.properties.keys() {

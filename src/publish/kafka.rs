@@ -1,22 +1,27 @@
-//! Kafka sink: idempotent producer, acks=all, key = stream id, JSON payload with content-type and
-//! schema-version headers; delivery reports counted in [`PublishMetrics`].
+//! The Kafka producer behind the outbox: idempotent, acks=all, key = stream id, JSON payload with
+//! content-type and schema-version headers. Each message carries its outbox sequence number; its delivery
+//! report goes back on a channel to the delivery thread (src/publish/durable.rs), which removes it.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
+use crossbeam_channel::Sender;
 use rdkafka::ClientContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
+use super::PublishError;
 use super::config::KafkaConfig;
-use super::metrics::PublishMetrics;
-use super::{PublishError, Sink};
-use crate::event::{CONTENT_TYPE, DetectionEvent, SCHEMA_VERSION};
+use crate::event::{CONTENT_TYPE, SCHEMA_VERSION};
 
-/// Counts delivery reports; logs client errors through `tracing` (librdkafka retries by itself).
+/// A delivery report: `error` is `None` when the broker acknowledged the message.
+#[derive(Debug)]
+pub(crate) struct Report {
+    pub seq: u64,
+    pub error: Option<KafkaError>,
+}
+
+/// Forwards delivery reports; logs client errors through `tracing` (librdkafka retries by itself).
 struct Reports {
-    metrics: Arc<PublishMetrics>,
+    tx: Sender<Report>,
 }
 
 impl ClientContext for Reports {
@@ -26,80 +31,52 @@ impl ClientContext for Reports {
 }
 
 impl ProducerContext for Reports {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = Box<u64>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => self.metrics.settle(&self.metrics.delivered),
-            Err((error, _)) => {
-                tracing::warn!(%error, "kafka delivery failed");
-                self.metrics.settle(&self.metrics.failed);
-            }
-        }
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: Box<u64>) {
+        let error = result.as_ref().err().map(|(e, _)| e.clone());
+        // Nobody listens only after shutdown: the event is still in the outbox then.
+        let _ = self.tx.send(Report { seq: *seq, error });
     }
 }
 
-pub struct KafkaSink {
+pub(crate) struct KafkaProducer {
     producer: ThreadedProducer<Reports>,
     topic: String,
     headers: OwnedHeaders,
 }
 
-impl KafkaSink {
-    /// Creates the producer. It does not need a reachable broker: messages wait (up to the message
-    /// timeout) until one is up.
-    pub fn new(
-        cfg: &KafkaConfig,
-        max_buffered: usize,
-        metrics: Arc<PublishMetrics>,
-    ) -> Result<Self, PublishError> {
+impl KafkaProducer {
+    /// Creates the producer. It does not need a reachable broker: messages wait until one is up.
+    pub fn new(cfg: &KafkaConfig, max_buffered: usize, reports: Sender<Report>) -> Result<Self, PublishError> {
         let mut cc = cfg.client_config("");
         cc.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", &cfg.compression)
-            .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
+            // Never give up: the outbox holds the event anyway, and a message that timed out while a later
+            // one of its partition got through would be re-sent behind it, out of order.
+            .set("message.timeout.ms", "0")
             .set("linger.ms", cfg.linger_ms.to_string())
             .set("queue.buffering.max.messages", max_buffered.to_string());
-        let producer: ThreadedProducer<Reports> = cc.create_with_context(Reports { metrics })?;
+        let producer: ThreadedProducer<Reports> = cc.create_with_context(Reports { tx: reports })?;
         let schema = SCHEMA_VERSION.to_string();
         let headers = OwnedHeaders::new()
             .insert(Header { key: "content-type", value: Some(CONTENT_TYPE) })
             .insert(Header { key: "schema-version", value: Some(schema.as_str()) });
-        Ok(KafkaSink { producer, topic: cfg.topic.clone(), headers })
+        Ok(KafkaProducer { producer, topic: cfg.topic.clone(), headers })
     }
 
-    /// Messages handed to librdkafka and not yet delivered or failed.
-    pub fn in_flight(&self) -> u64 {
-        self.producer.in_flight_count().max(0) as u64
-    }
-}
-
-impl Sink for KafkaSink {
-    fn send(&mut self, event: &DetectionEvent, payload: &[u8], wait: Duration) -> Result<(), PublishError> {
-        let deadline = Instant::now() + wait;
-        let mut record = BaseRecord::to(&self.topic)
-            .key(event.stream_id.as_bytes())
+    /// Hands one message to librdkafka (`QueueFull` when its queue is full: try again later).
+    pub fn send(&self, seq: u64, key: &str, payload: &[u8]) -> Result<(), KafkaError> {
+        let record = BaseRecord::with_opaque_to(&self.topic, Box::new(seq))
+            .key(key.as_bytes())
             .payload(payload)
             .headers(self.headers.clone());
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => return Ok(()),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    if Instant::now() >= deadline {
-                        return Err(PublishError::QueueFull(wait));
-                    }
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
+        self.producer.send(record).map_err(|(e, _)| e)
     }
 
-    fn flush(&mut self, timeout: Duration) -> u64 {
-        if let Err(e) = self.producer.flush(timeout) {
-            tracing::warn!(error = %e, in_flight = self.in_flight(), "kafka flush did not complete");
-        }
-        self.in_flight()
+    /// An unrecoverable producer error (the idempotent producer's state is lost): a new producer is needed.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.producer.client().fatal_error().map(|(code, reason)| format!("{code:?}: {reason}"))
     }
 }

@@ -4,16 +4,26 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 #[derive(Debug, Default)]
 pub struct PublishMetrics {
-    /// Taken into the channel by `publish()`.
+    /// Taken by `publish()`: into the channel (stdout/file), persisted in the outbox (Kafka).
     pub accepted: AtomicU64,
     /// Acknowledged by the broker (Kafka) or written (stdout/file).
     pub delivered: AtomicU64,
-    /// Given up on: message timeout, permanent broker error, write error.
+    /// Given up on: write error (stdout/file).
     pub failed: AtomicU64,
-    /// Dropped by the bound policy (channel full, or sink queue still full after the enqueue timeout).
+    /// Dropped by the bound policy (channel full, sink still full after the enqueue timeout; outbox full).
     pub dropped: AtomicU64,
-    /// Accepted but neither delivered, failed nor dropped yet (gauge).
+    /// Accepted but neither delivered, failed nor dropped yet; Kafka: the events in the outbox (gauge).
     pub buffered: AtomicU64,
+    /// Kafka: delivered events removed from the outbox.
+    pub removed: AtomicU64,
+    /// Kafka: failed delivery reports (the event stays in the outbox and is sent again).
+    pub retried: AtomicU64,
+    /// Kafka: bytes of the events in the outbox, as `publish.outbox.max_bytes` counts them (gauge).
+    pub outbox_bytes: AtomicU64,
+    /// Kafka: the largest `outbox_bytes` since start.
+    pub outbox_peak_bytes: AtomicU64,
+    /// Kafka: when the oldest event in the outbox was persisted, unix ms; 0 when empty (gauge).
+    pub outbox_oldest_ms: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -23,6 +33,11 @@ pub struct MetricsSnapshot {
     pub failed: u64,
     pub dropped: u64,
     pub buffered: u64,
+    pub removed: u64,
+    pub retried: u64,
+    pub outbox_bytes: u64,
+    pub outbox_peak_bytes: u64,
+    pub outbox_oldest_ms: u64,
 }
 
 impl PublishMetrics {
@@ -33,6 +48,11 @@ impl PublishMetrics {
             failed: self.failed.load(Relaxed),
             dropped: self.dropped.load(Relaxed),
             buffered: self.buffered.load(Relaxed),
+            removed: self.removed.load(Relaxed),
+            retried: self.retried.load(Relaxed),
+            outbox_bytes: self.outbox_bytes.load(Relaxed),
+            outbox_peak_bytes: self.outbox_peak_bytes.load(Relaxed),
+            outbox_oldest_ms: self.outbox_oldest_ms.load(Relaxed),
         }
     }
 

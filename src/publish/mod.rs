@@ -1,30 +1,31 @@
-//! Publishing detection events: one [`Sink`] trait, sinks `kafka` (the service default), `stdout` and
-//! `file` (JSON lines), and a [`Publisher`] that runs the sink on its own thread behind a bounded channel.
+//! Publishing detection events: one [`Sink`] trait for the JSON-lines sinks `stdout` and `file`, the
+//! Kafka sink (the service default) behind a durable outbox, and a [`Publisher`] in front of either.
 //!
-//! # Never crash, never block ingest
-//! [`Publisher::publish`] never blocks: it `try_send`s into a channel of `publish.channel_capacity` events.
-//! The sink thread hands events to the sink; the Kafka sink hands them to librdkafka, whose own queue holds
-//! at most `publish.max_buffered_events` undelivered messages (`queue.buffering.max.messages`), retried
-//! until `publish.kafka.message_timeout_ms` (5 min by default), so a broker that is down at start or goes
-//! away for a while loses nothing.
+//! # Kafka: persisted first, delivered in order, removed on the delivery report
+//! [`Publisher::publish`] commits the event to the outbox (src/publish/outbox.rs, a redb file at
+//! `publish.outbox.path`) before it returns true: from then on a broker outage or a crash of livesku loses
+//! nothing. A delivery thread (src/publish/durable.rs) hands the outbox to librdkafka in sequence order, at
+//! most `publish.max_buffered_events` at a time, and removes each event on its delivery report; librdkafka
+//! retries without a timeout. A restart delivers the backlog before anything new. Delivery is
+//! at-least-once: an event delivered just before a crash is sent again after it, with the same `event_id`.
+//! When the outbox holds `publish.outbox.max_bytes`, new episodes and updates are refused (counted in
+//! `dropped`, logged at error level); a `product.disappeared` of an accepted episode is always taken.
 //!
-//! # Policy when the bound is hit: block with timeout, then drop the newest
-//! librdkafka cannot drop its *oldest* undelivered message, so when its queue is full the sink thread waits
-//! up to `publish.enqueue_timeout_ms` for room, then drops that event (counted in `dropped`, logged). While
-//! the sink thread waits, new events collect in the channel; when the channel is full too, `publish()`
-//! drops the newest event at once (counted in `dropped`). Messages that librdkafka gives up on (after the
-//! message timeout, or a permanent error) are counted in `failed`. Consumers see gaps as missing
-//! `event_id`s; the metrics say how many.
+//! # stdout/file: never block, drop the newest
+//! `publish()` `try_send`s into a channel of `publish.channel_capacity` events; the sink thread writes
+//! them. When the channel is full the newest event is dropped at once (counted in `dropped`).
 //!
 //! # Shutdown
-//! [`Publisher::shutdown`] drains the channel into the sink (without waiting for room), then flushes with
-//! what is left of the timeout and reports how many events were not delivered.
+//! [`Publisher::shutdown`] stops accepting and delivers (Kafka) or drains the channel (stdout/file) until
+//! done or the timeout, and reports how many events were not delivered (Kafka: they stay in the outbox).
 
 mod admin;
 mod config;
+mod durable;
 mod kafka;
 mod lines;
 mod metrics;
+mod outbox;
 mod publisher;
 #[cfg(test)]
 mod tests;
@@ -32,10 +33,10 @@ mod tests;
 use std::time::Duration;
 
 pub use admin::ensure_topic;
-pub use config::{KafkaConfig, PublishConfig, SinkKind};
-pub use kafka::KafkaSink;
+pub use config::{KafkaConfig, OutboxConfig, PublishConfig, SinkKind};
 pub use lines::LinesSink;
 pub use metrics::{MetricsSnapshot, PublishMetrics};
+pub use outbox::{Outbox, Pending, Totals, entry_size};
 pub use publisher::{FlushReport, Publisher};
 
 use crate::event::DetectionEvent;
@@ -52,6 +53,8 @@ pub enum PublishError {
     Thread(std::io::Error),
     #[error("config key `{key}`: {problem}")]
     Config { key: String, problem: String },
+    #[error("outbox {path}: {source}")]
+    Outbox { path: String, source: redb::Error },
 }
 
 /// Where events go. Implementations count `delivered`/`failed` in the [`PublishMetrics`] they were given.
@@ -62,22 +65,4 @@ pub trait Sink: Send {
 
     /// Waits up to `timeout` for everything handed over to be delivered; returns how many were not.
     fn flush(&mut self, timeout: Duration) -> u64;
-}
-
-/// Builds the sink the config names, sharing `metrics`.
-pub fn build_sink(
-    cfg: &PublishConfig,
-    metrics: std::sync::Arc<PublishMetrics>,
-) -> Result<Box<dyn Sink>, PublishError> {
-    Ok(match cfg.sink {
-        SinkKind::Kafka => Box::new(KafkaSink::new(&cfg.kafka, cfg.max_buffered_events, metrics)?),
-        SinkKind::Stdout => Box::new(LinesSink::stdout(metrics)),
-        SinkKind::File => {
-            let path = cfg.file.as_deref().ok_or_else(|| PublishError::Config {
-                key: "publish.file".into(),
-                problem: "required when publish.sink = \"file\"".into(),
-            })?;
-            Box::new(LinesSink::file(path, metrics)?)
-        }
-    })
 }

@@ -1,4 +1,5 @@
-//! The sink thread behind a bounded channel: `publish()` never blocks the caller.
+//! [`Publisher`]: the Kafka sink's durable outbox (src/publish/durable.rs), or for stdout/file a sink
+//! thread behind a bounded channel, where `publish()` never blocks the caller.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,9 +9,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use parking_lot::Mutex;
 
-use super::config::PublishConfig;
+use super::config::{PublishConfig, SinkKind};
+use super::durable::Durable;
+use super::lines::LinesSink;
 use super::metrics::{MetricsSnapshot, PublishMetrics};
-use super::{PublishError, Sink, build_sink};
+use super::{PublishError, Sink};
 use crate::event::DetectionEvent;
 
 /// Result of [`Publisher::shutdown`].
@@ -21,7 +24,77 @@ pub struct FlushReport {
     pub metrics: MetricsSnapshot,
 }
 
-pub struct Publisher {
+pub struct Publisher(Inner);
+
+enum Inner {
+    Durable(Durable),
+    Queued(Queued),
+}
+
+impl Publisher {
+    /// Starts the configured sink: Kafka behind its outbox, or stdout/file behind a channel.
+    pub fn start(cfg: &PublishConfig) -> Result<Self, PublishError> {
+        let metrics = Arc::new(PublishMetrics::default());
+        let sink: Box<dyn Sink> = match cfg.sink {
+            SinkKind::Kafka => return Ok(Publisher(Inner::Durable(Durable::start(cfg, metrics)?))),
+            SinkKind::Stdout => Box::new(LinesSink::stdout(metrics.clone())),
+            SinkKind::File => {
+                let path = cfg.file.as_deref().ok_or_else(|| PublishError::Config {
+                    key: "publish.file".into(),
+                    problem: "required when publish.sink = \"file\"".into(),
+                })?;
+                Box::new(LinesSink::file(path, metrics.clone())?)
+            }
+        };
+        Self::with_sink(sink, metrics, cfg)
+    }
+
+    /// Runs a given sink (which must report into `metrics`) behind a channel.
+    pub fn with_sink(sink: Box<dyn Sink>, metrics: Arc<PublishMetrics>, cfg: &PublishConfig) -> Result<Self, PublishError> {
+        Ok(Publisher(Inner::Queued(Queued::start(sink, metrics, cfg)?)))
+    }
+
+    /// Kafka: true once the event is persisted in the outbox (one disk commit); false if refused because
+    /// the outbox is full. stdout/file: never blocks; false if dropped (channel full: drop-newest).
+    pub fn publish(&self, event: DetectionEvent) -> bool {
+        match &self.0 {
+            Inner::Durable(d) => d.publish(event),
+            Inner::Queued(q) => q.publish(event),
+        }
+    }
+
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.metrics_handle().snapshot()
+    }
+
+    /// Shared counters, e.g. for a metrics endpoint.
+    pub fn metrics_handle(&self) -> Arc<PublishMetrics> {
+        match &self.0 {
+            Inner::Durable(d) => d.metrics().clone(),
+            Inner::Queued(q) => q.metrics.clone(),
+        }
+    }
+
+    /// The configured `publish.flush_timeout_ms`.
+    pub fn flush_timeout(&self) -> Duration {
+        match &self.0 {
+            Inner::Durable(d) => d.flush_timeout(),
+            Inner::Queued(q) => q.flush_timeout,
+        }
+    }
+
+    /// Stops accepting and delivers what is pending, within about `timeout`; reports what is left (Kafka:
+    /// it stays in the outbox). Later calls report the counters only.
+    pub fn shutdown(&self, timeout: Duration) -> FlushReport {
+        match &self.0 {
+            Inner::Durable(d) => d.shutdown(timeout),
+            Inner::Queued(q) => q.shutdown(timeout),
+        }
+    }
+}
+
+/// A sink thread behind a bounded channel.
+struct Queued {
     /// `None` once shut down (the matcher may still hold the publisher then: its late events are
     /// dropped and counted).
     tx: parking_lot::RwLock<Option<Sender<DetectionEvent>>>,
@@ -32,20 +105,8 @@ pub struct Publisher {
     flush_timeout: Duration,
 }
 
-impl Publisher {
-    /// Builds the configured sink and starts the sink thread.
-    pub fn start(cfg: &PublishConfig) -> Result<Self, PublishError> {
-        let metrics = Arc::new(PublishMetrics::default());
-        let sink = build_sink(cfg, metrics.clone())?;
-        Self::with_sink(sink, metrics, cfg)
-    }
-
-    /// Runs a given sink (which must report into `metrics`).
-    pub fn with_sink(
-        mut sink: Box<dyn Sink>,
-        metrics: Arc<PublishMetrics>,
-        cfg: &PublishConfig,
-    ) -> Result<Self, PublishError> {
+impl Queued {
+    fn start(mut sink: Box<dyn Sink>, metrics: Arc<PublishMetrics>, cfg: &PublishConfig) -> Result<Self, PublishError> {
         let (tx, rx) = bounded(cfg.channel_capacity);
         let closing = Arc::new(AtomicBool::new(false));
         let wait = Duration::from_millis(cfg.enqueue_timeout_ms);
@@ -55,7 +116,7 @@ impl Publisher {
             .name("livesku-publish".into())
             .spawn(move || drain(&mut *sink, &rx, &m, &c, &d, wait))
             .map_err(PublishError::Thread)?;
-        Ok(Publisher {
+        Ok(Queued {
             tx: parking_lot::RwLock::new(Some(tx)),
             closing,
             deadline,
@@ -66,7 +127,7 @@ impl Publisher {
     }
 
     /// Queues an event without blocking. Returns false if it was dropped (channel full: drop-newest).
-    pub fn publish(&self, event: DetectionEvent) -> bool {
+    fn publish(&self, event: DetectionEvent) -> bool {
         let sent = match &*self.tx.read() {
             Some(tx) => tx.try_send(event),
             None => Err(TrySendError::Disconnected(event)),
@@ -88,23 +149,9 @@ impl Publisher {
         }
     }
 
-    pub fn metrics(&self) -> MetricsSnapshot {
-        self.metrics.snapshot()
-    }
-
-    /// Shared counters, e.g. for a metrics endpoint.
-    pub fn metrics_handle(&self) -> Arc<PublishMetrics> {
-        self.metrics.clone()
-    }
-
-    /// The configured `publish.flush_timeout_ms`.
-    pub fn flush_timeout(&self) -> Duration {
-        self.flush_timeout
-    }
-
     /// Stops accepting, drains the channel into the sink and flushes, within about `timeout`. Later
     /// calls report the counters only.
-    pub fn shutdown(&self, timeout: Duration) -> FlushReport {
+    fn shutdown(&self, timeout: Duration) -> FlushReport {
         *self.deadline.lock() = Some(Instant::now() + timeout);
         self.closing.store(true, Ordering::Relaxed);
         self.tx.write().take();
@@ -124,7 +171,7 @@ impl Publisher {
     }
 }
 
-impl Drop for Publisher {
+impl Drop for Queued {
     /// Dropped without `shutdown`: flush with the configured timeout rather than lose events silently.
     fn drop(&mut self) {
         if self.worker.lock().is_some() {

@@ -124,3 +124,76 @@ fn kafka_sink_starts_without_a_broker_and_reports_undelivered() {
     assert_eq!(r.undelivered, 3);
     assert_eq!(r.metrics.delivered, 0);
 }
+
+#[test]
+fn outbox_keeps_order_and_what_is_pending_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spool/outbox.redb");
+    let ob = Outbox::open(Some(&path)).unwrap();
+    let seqs: Vec<u64> =
+        (0..5).map(|i| ob.append(&format!("s{}", i % 2), format!("p{i}").as_bytes()).unwrap()).collect();
+    assert_eq!(seqs, [0, 1, 2, 3, 4]);
+    assert_eq!(ob.remove(&[0, 2]).unwrap(), 2);
+    assert_eq!(ob.remove(&[2]).unwrap(), 0, "removing twice is harmless");
+    let t = ob.totals();
+    assert_eq!((t.events, t.bytes), (3, 3 * entry_size("s1", b"p1")));
+    assert!(t.oldest_ms > 0);
+    // Another opener while it is open is refused, naming the key.
+    let e = Outbox::open(Some(&path)).err().expect("a second opener is refused");
+    assert!(matches!(&e, PublishError::Config { key, .. } if key == "publish.outbox.path"), "{e}");
+    drop(ob);
+
+    // As after a restart: the same events, in order, and numbering goes on after the last one.
+    let ob = Outbox::open(Some(&path)).unwrap();
+    assert_eq!(ob.totals(), t);
+    let back = ob.read_from(0, 10).unwrap();
+    assert_eq!(back.iter().map(|p| p.seq).collect::<Vec<_>>(), [1, 3, 4]);
+    assert_eq!((back[0].key.as_str(), back[0].payload.as_slice()), ("s1", &b"p1"[..]));
+    assert_eq!(ob.append("s0", b"p5").unwrap(), 5);
+    assert_eq!(ob.read_from(4, 10).unwrap().iter().map(|p| p.seq).collect::<Vec<_>>(), [4, 5]);
+    assert_eq!(ob.read_from(0, 2).unwrap().len(), 2, "reads are bounded");
+    ob.remove(&[1, 3, 4, 5]).unwrap();
+    assert_eq!(ob.totals().events, 0);
+    assert_eq!(ob.totals().oldest_ms, 0);
+}
+
+#[test]
+fn full_outbox_refuses_new_episodes_but_never_the_end_of_an_accepted_one() {
+    let mut cfg = PublishConfig::default();
+    cfg.kafka.brokers = "127.0.0.1:1".into();
+    cfg.outbox.max_bytes = 4096;
+    cfg.validate().unwrap();
+    let p = Publisher::start(&cfg).unwrap();
+    let evs = events(80);
+    let (mut accepted, mut refused) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+    for e in &evs {
+        let ok = p.publish(e.clone());
+        match e.event_type.as_str() {
+            "product.appeared" if ok => assert!(accepted.insert(e.episode_id.clone())),
+            "product.appeared" => assert!(refused.insert(e.episode_id.clone())),
+            "product.disappeared" => assert_eq!(ok, accepted.contains(&e.episode_id), "{e:?}"),
+            _ => assert!(!(ok && refused.contains(&e.episode_id)), "an update of a refused episode: {e:?}"),
+        }
+    }
+    assert!(!accepted.is_empty() && !refused.is_empty(), "accepted {accepted:?}, refused {refused:?}");
+    let m = p.metrics();
+    assert_eq!(m.accepted + m.dropped, evs.len() as u64, "{m:?}");
+    assert_eq!(m.buffered, m.accepted, "nothing can be delivered: all accepted events are in the outbox");
+    assert!(m.outbox_bytes > 0 && m.outbox_peak_bytes >= m.outbox_bytes, "{m:?}");
+    assert_eq!(p.shutdown(Duration::from_millis(200)).undelivered, m.accepted);
+}
+
+#[test]
+fn outbox_config_is_validated() {
+    let cfg: PublishConfig = toml::from_str("[outbox]\npath = \"/var/lib/livesku/outbox.redb\"\nmax_bytes = 1048576").unwrap();
+    cfg.validate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = |c: PublishConfig| c.validate().unwrap_err().key;
+    let mut c = cfg.clone();
+    c.outbox.max_bytes = 100;
+    assert_eq!(key(c), "publish.outbox.max_bytes");
+    let mut c = cfg.clone();
+    c.outbox.path = Some(dir.path().to_path_buf());
+    assert_eq!(key(c), "publish.outbox.path");
+    assert!(toml::from_str::<PublishConfig>("[kafka]\nmessage_timeout_ms = 5").is_err(), "the outbox retries until delivered");
+}

@@ -35,11 +35,18 @@ impl Broker {
 
     /// Same, on a given port (to start the broker after a producer already points at it).
     pub fn start_on(port: u16, topics: &[(&str, i32)]) -> Broker {
+        Self::start_advertising(port, port, topics)
+    }
+
+    /// On `port`, telling clients to connect to `advertised` (a proxy's port, tests/common/proxy.rs): after
+    /// bootstrapping, every client (and the topic creation) goes through the proxy.
+    pub fn start_advertising(port: u16, advertised: u16, topics: &[(&str, i32)]) -> Broker {
         let bin = tansu_path();
         assert!(bin.is_file(), "tansu is not installed at {}: run scripts/setup.sh", bin.display());
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised = format!("tcp://127.0.0.1:{advertised}");
         let child = Command::new(&bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &advertised])
             .args(["--storage-engine", "memory://tansu/"])
             // tansu reads these from the environment too: keep the test's own values.
             .env_remove("CLUSTER_ID")

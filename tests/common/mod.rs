@@ -5,6 +5,7 @@
 
 pub mod broker;
 pub mod http;
+pub mod proxy;
 pub mod scene;
 pub mod service;
 pub mod webdriver;

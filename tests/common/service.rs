@@ -27,22 +27,32 @@ impl Service {
     }
 
     pub fn start_env(gallery: &str, extra_toml: &str, env: &[(&str, &str)]) -> Service {
-        Self::start_api(gallery, "", extra_toml, env)
+        Self::launch(gallery, "", None, extra_toml, env)
     }
 
     /// `api_keys` go into the `[api]` table (`max_sse_clients = 4`).
     pub fn start_api(gallery: &str, api_keys: &str, extra_toml: &str, env: &[(&str, &str)]) -> Service {
+        Self::launch(gallery, api_keys, None, extra_toml, env)
+    }
+
+    /// With `publish_toml` as the `[publish]` section's body (and its subsections) instead of the file sink.
+    pub fn start_publishing(gallery: &str, publish_toml: &str, extra_toml: &str) -> Service {
+        Self::launch(gallery, "", Some(publish_toml), extra_toml, &[])
+    }
+
+    fn launch(gallery: &str, api_keys: &str, publish_toml: Option<&str>, extra_toml: &str, env: &[(&str, &str)]) -> Service {
         let dir = tempfile::tempdir().unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let events = dir.path().join("events.jsonl");
+        let publish = publish_toml.map_or_else(|| format!("sink = \"file\"\nfile = {events:?}"), str::to_string);
         // Top-level keys of `extra_toml` (before its first section) must come before any section.
         let (top, sections) = match extra_toml.find('[') {
             Some(i) => extra_toml.split_at(i),
             None => (extra_toml, ""),
         };
         let config = format!(
-            "{top}\n[gallery]\npath = {gallery:?}\n[publish]\nsink = \"file\"\nfile = {events:?}\n\
-             [api]\nenabled = true\nlisten = {addr:?}\ntoken = {TOKEN:?}\n{api_keys}\n{sections}\n"
+            "{top}\n[gallery]\npath = {gallery:?}\n[api]\nenabled = true\nlisten = {addr:?}\ntoken = {TOKEN:?}\n{api_keys}\n\
+             [publish]\n{publish}\n{sections}\n"
         );
         let cfg_path = dir.path().join("livesku.toml");
         std::fs::write(&cfg_path, config).unwrap();
@@ -98,6 +108,11 @@ impl Service {
     pub fn terminate(&self) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(self.pid as i32, libc::SIGTERM) };
+    }
+
+    /// SIGKILL: no shutdown, no flush; returns once the process is gone.
+    pub fn kill(&mut self) {
+        self._proc.kill();
     }
 
     /// Waits for the process to exit by itself.
