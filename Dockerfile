@@ -21,7 +21,9 @@ COPY --from=build /src/target/release/livesku /usr/local/bin/livesku
 # the models under /opt/livesku stay root-owned and read-only to it).
 RUN groupadd --system --gid 10001 livesku \
  && useradd --system --uid 10001 --gid livesku --no-create-home --home-dir /nonexistent \
-      --shell /usr/sbin/nologin livesku
+      --shell /usr/sbin/nologin livesku \
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/livesku/outbox
+# The outbox directory is the user's own (a named volume mounted there takes its ownership from the image).
 USER 10001:10001
 ENTRYPOINT ["livesku"]
 CMD ["run", "--config", "/etc/livesku/livesku.toml"]
