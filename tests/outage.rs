@@ -2,7 +2,8 @@
 //! showing products: a loopback proxy (tests/common/proxy.rs) cuts the service off the broker (tansu) for
 //! 60 s while episodes open and close. Once with the service running through the outage, once with it
 //! killed (SIGKILL) during the outage and restarted on the same outbox. Nothing persisted is lost, each
-//! stream's order is kept, and a consumer that dedupes on `event_id` sees every event once. The figures
+//! stream's order is kept, every episode ends (those open at the kill by the restart, `end_reason =
+//! "restart"`), and a consumer that dedupes on `event_id` sees every event once. The figures
 //! printed here are in BENCHMARKS.md ("Issue 13: broker outage").
 
 mod common;
@@ -230,11 +231,12 @@ fn sixty_seconds_without_the_broker_lose_nothing_and_keep_each_streams_order() {
     assert!(!log.contains("panicked"), "{log}");
 }
 
-/// The event ids persisted in an outbox file that no process holds.
-fn outbox_ids(path: &Path) -> Vec<String> {
+/// The event ids persisted in an outbox file that no process holds, and the episodes it has open.
+fn outbox_ids(path: &Path) -> (Vec<String>, Vec<String>) {
     let outbox = Outbox::open(Some(path)).expect("open the killed service's outbox");
     let pending = outbox.read_from(0, usize::MAX).unwrap();
-    pending.iter().map(|p| serde_json::from_slice::<Value>(&p.payload).unwrap()["event_id"].as_str().unwrap().to_string()).collect()
+    let ids = pending.iter().map(|p| serde_json::from_slice::<Value>(&p.payload).unwrap()["event_id"].as_str().unwrap().to_string()).collect();
+    (ids, outbox.open_episodes().unwrap().into_iter().map(|(id, _)| id).collect())
 }
 
 #[test]
@@ -253,13 +255,14 @@ fn sigkill_during_the_outage_loses_nothing_persisted_after_a_restart_on_the_same
     ride_out(&first, cut + OUTAGE / 2);
     let delivered_first = metric(&first, "livesku_publish_outbox_removed_total");
     first.kill();
-    let killed_at = now_utc();
-    let persisted = outbox_ids(&fx.outbox());
+    let (persisted, open_at_kill) = outbox_ids(&fx.outbox());
     assert!(!persisted.is_empty(), "nothing was pending at the kill");
 
     // Restarted on the same outbox while the broker is still unreachable; the streams are added again.
     let second = fx.service();
-    assert_eq!(pending(&second), persisted.len() as u64, "the restart finds the killed run's events");
+    // The restart finds the killed run's events and ends the episodes it left open (one event each).
+    let ended_at_restart = open_at_kill.len() as u64;
+    assert_eq!(pending(&second), persisted.len() as u64 + ended_at_restart, "the restart finds the killed run's events");
     fx.add_streams(&second);
     let peak_events = ride_out(&second, cut + OUTAGE);
     fx.proxy.restore();
@@ -269,7 +272,7 @@ fn sigkill_during_the_outage_loses_nothing_persisted_after_a_restart_on_the_same
     let (counters, log) = finish(second);
     let (accepted_second, peak_bytes) = (counters["accepted"], counters["outbox_peak_bytes"]);
 
-    let total = delivered_first + persisted.len() as u64 + accepted_second;
+    let total = delivered_first + persisted.len() as u64 + ended_at_restart + accepted_second;
     let got = fx.broker.consume(TOPIC, "outage-2", total as usize, Duration::from_secs(60), Duration::from_secs(3));
     let (events, dups) = dedupe(&got);
     let listing: Vec<String> = events
@@ -279,28 +282,31 @@ fn sigkill_during_the_outage_loses_nothing_persisted_after_a_restart_on_the_same
     let ids: HashSet<&str> = events.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
     let missing: Vec<&String> = persisted.iter().filter(|id| !ids.contains(id.as_str())).collect();
     assert!(missing.is_empty(), "persisted before the kill and never delivered: {missing:?}\n{listing:#?}");
-    // `worker` is HOST/PID: each run's events apart.
+    // `worker` is HOST/PID: each run's events apart (an end made at the restart keeps its episode's worker).
     let of = |pid: u32| events.iter().filter(|e| e["worker"].as_str().unwrap().ends_with(&format!("/{pid}"))).count() as u64;
     let (run1, run2) = (of(first.pid), of(second_pid));
     assert_eq!(
         (run1, run2, events.len() as u64),
-        (delivered_first + persisted.len() as u64, accepted_second, run1 + run2),
-        "killed run: delivered before the kill ({delivered_first}) + persisted at the kill ({}); restart: \
-         accepted ({accepted_second}); nothing else: {listing:#?}",
+        (delivered_first + persisted.len() as u64 + ended_at_restart, accepted_second, run1 + run2),
+        "killed run: delivered before the kill ({delivered_first}) + persisted at the kill ({}) + its open episodes \
+         ended at the restart ({ended_at_restart}); restart: accepted ({accepted_second}); nothing else: {listing:#?}",
         persisted.len()
     );
-    // Episodes open at the kill never end (the killed process cannot close them); every other one does.
+    // Every episode ends: those open at the kill with a `product.disappeared` the restart made.
     let open = check_streams(&events);
-    for e in events.iter().filter(|e| open.iter().any(|id| e["episode_id"] == id.as_str())) {
-        assert!(e["emitted_at"].as_str().unwrap() < killed_at.as_str(), "an episode of the restart left open: {e}");
-    }
+    assert!(open.is_empty(), "episodes without their product.disappeared: {open:?}\n{listing:#?}");
+    let mut restart_ends: Vec<String> =
+        events.iter().filter(|e| e["end_reason"] == "restart").map(|e| e["episode_id"].as_str().unwrap().to_string()).collect();
+    restart_ends.sort();
+    let mut expected = open_at_kill.clone();
+    expected.sort();
+    assert_eq!(restart_ends, expected, "the restart ends exactly the episodes open at the kill");
     let during = events.iter().filter(|e| (cut_at.as_str()..back_at.as_str()).contains(&e["emitted_at"].as_str().unwrap())).count();
     eprintln!(
         "SIGKILL 30 s into a 60 s outage, 4 streams: {total} events published ({during} during the outage, {} persisted at the kill), 0 lost, \
-         {dups} duplicates before dedupe, 0 after; {} episodes cut by the kill; restarted outbox peak {peak_events} \
-         events / {peak_bytes} bytes; drained {drain:.1?} after the broker was back",
+         {dups} duplicates before dedupe, 0 after; {ended_at_restart} episodes open at the kill, ended by the restart; \
+         restarted outbox peak {peak_events} events / {peak_bytes} bytes; drained {drain:.1?} after the broker was back",
         persisted.len(),
-        open.len(),
     );
     assert!(!log.contains("panicked"), "{log}");
 }

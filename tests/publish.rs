@@ -143,8 +143,11 @@ fn outbox_backlog_is_delivered_after_a_restart_before_new_events_and_then_remove
     let port = common::free_port();
     let mut cfg = config(&format!("127.0.0.1:{port}"));
     cfg.outbox.path = Some(path.clone());
-    let sent = scripted(&["r-1", "r-2"]);
-    let (backlog, fresh) = sent.split_at(sent.len() / 2);
+    // The first run stops mid-episode (as a SIGKILL would: nobody ends its episodes); the second run's
+    // events are of other streams (a restarted tracker starts new episodes).
+    let first = scripted(&["r-1", "r-2"]);
+    let backlog = &first[..first.len() / 2];
+    let fresh = scripted(&["r-3"]);
 
     // First run: no broker. Everything accepted is persisted and stays when the process stops.
     let p = Publisher::start(&cfg).unwrap();
@@ -157,24 +160,50 @@ fn outbox_backlog_is_delivered_after_a_restart_before_new_events_and_then_remove
     let ids = |payloads: Vec<Vec<u8>>| -> Vec<String> {
         payloads.iter().map(|b| serde_json::from_slice::<DetectionEvent>(b).unwrap().event_id).collect()
     };
-    let pending = Outbox::open(Some(&path)).unwrap().read_from(0, usize::MAX).unwrap();
+    let outbox = Outbox::open(Some(&path)).unwrap();
+    let pending = outbox.read_from(0, usize::MAX).unwrap();
     assert_eq!(
         ids(pending.into_iter().map(|p| p.payload).collect()),
         backlog.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(),
         "persisted in emission order"
     );
+    let mut open: Vec<String> = outbox.open_episodes().unwrap().into_iter().map(|(id, _)| id).collect();
+    open.sort();
+    let mut expected_open: Vec<String> = backlog.iter().map(|e| e.episode_id.clone()).collect();
+    expected_open.retain(|id| !backlog.iter().any(|e| &e.episode_id == id && e.event_type == "product.disappeared"));
+    expected_open.sort();
+    expected_open.dedup();
+    assert_eq!(open, expected_open, "the outbox knows which episodes are open");
+    assert!(!open.is_empty(), "the script stops mid-episode");
+    drop(outbox);
 
-    // Second run on the same outbox, broker up: the backlog first, then the new events, each stream in order.
+    // Second run on the same outbox, broker up: the backlog first, then the ends of its open episodes, then
+    // the new events, each stream in order.
     let broker = Broker::start_on(port, &[(TOPIC, 2)]);
     let p = Publisher::start(&cfg).unwrap();
-    for e in fresh {
+    for e in &fresh {
         assert!(p.publish(e.clone()));
     }
     let r = p.shutdown(Duration::from_secs(30));
     assert_eq!(r.undelivered, 0, "{r:?}");
-    assert_eq!((r.metrics.removed as usize, r.metrics.buffered), (sent.len(), 0), "{r:?}");
+    let total = backlog.len() + open.len() + fresh.len();
+    assert_eq!((r.metrics.removed as usize, r.metrics.buffered), (total, 0), "{r:?}");
     drop(p);
-    let got = broker.consume(TOPIC, "t-restart", sent.len(), Duration::from_secs(30), Duration::from_secs(1));
+    let got = broker.consume(TOPIC, "t-restart", total, Duration::from_secs(30), Duration::from_secs(1));
+    let ends: Vec<DetectionEvent> = got
+        .iter()
+        .map(|m| serde_json::from_slice::<DetectionEvent>(&m.payload).unwrap())
+        .filter(|e| e.end_reason.is_some())
+        .collect();
+    let mut ended: Vec<String> = ends.iter().map(|e| e.episode_id.clone()).collect();
+    ended.sort();
+    assert_eq!(ended, open, "the restart ends exactly the open episodes");
+    for end in &ends {
+        let latest = backlog.iter().rev().find(|e| e.episode_id == end.episode_id).unwrap();
+        assert_eq!((end.event_type.as_str(), end.end_reason.as_deref()), ("product.disappeared", Some("restart")));
+        assert_eq!(end.last_seen, latest.last_seen, "it ends where it was last seen");
+    }
+    let sent: Vec<DetectionEvent> = backlog.iter().cloned().chain(ends).chain(fresh).collect();
     check(&sent, &got);
     assert_eq!(Outbox::open(Some(&path)).unwrap().totals().events, 0, "delivered events are removed");
 }

@@ -49,3 +49,9 @@ pub fn event_id(
         &update_seq.to_be_bytes(),
     ])
 }
+
+/// The id of the `product.disappeared` that a restart emits for an episode a killed run left open (its
+/// regular end, which needs the tracker's episode start, was never emitted).
+pub fn restart_end_id(episode_id: &str) -> String {
+    digest(&[b"livesku.event.v1.restart-end", episode_id.as_bytes()])
+}

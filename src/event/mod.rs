@@ -7,8 +7,8 @@
 mod id;
 mod model;
 
-pub use id::{episode_id, event_id};
-pub use model::{DetectionEvent, EventContext, EvidenceJson, KeyframeRef, RunnerUp, Seen};
+pub use id::{episode_id, event_id, restart_end_id};
+pub use model::{DetectionEvent, EventContext, EvidenceJson, KeyframeRef, RunnerUp, Seen, utc_now};
 
 /// Value of `schema_version` and of the Kafka `schema-version` header.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -90,10 +90,19 @@ pub struct DetectionEvent {
     pub worker: String,
     /// When this event was built (UTC); not part of the id, so replays keep their ids.
     pub emitted_at: String,
+    /// Only on a `product.disappeared` whose disappearance was not seen: `"restart"` when a restarted
+    /// livesku ends an episode that its killed predecessor left open (src/publish/durable.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
 }
 
 pub(crate) fn utc(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Now, as events write their times.
+pub fn utc_now() -> String {
+    utc(SystemTime::now())
 }
 
 fn seen(s: &SeenAt) -> Seen {
@@ -145,6 +154,7 @@ impl DetectionEvent {
             gallery_version: ctx.gallery_version.clone(),
             worker: ctx.worker.clone(),
             emitted_at: utc(SystemTime::now()),
+            end_reason: None,
         }
     }
 

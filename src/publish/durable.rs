@@ -27,7 +27,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use super::config::{KafkaConfig, PublishConfig};
 use super::kafka::{KafkaProducer, Report};
 use super::metrics::PublishMetrics;
-use super::outbox::{Outbox, Totals, entry_size};
+use super::outbox::{Episode, Outbox, Totals, entry_size};
 use super::{FlushReport, PublishError};
 use crate::event::DetectionEvent;
 
@@ -52,6 +52,7 @@ pub(crate) struct Durable {
 impl Durable {
     pub fn start(cfg: &PublishConfig, metrics: Arc<PublishMetrics>) -> Result<Self, PublishError> {
         let outbox = Arc::new(Outbox::open(cfg.outbox.path.as_deref())?);
+        let closed = close_orphans(&outbox)?;
         let t = outbox.totals();
         metrics.set_outbox(&t);
         match &cfg.outbox.path {
@@ -61,6 +62,9 @@ impl Durable {
                 "outbox: events left by a previous run are delivered first"
             ),
             Some(_) => {}
+        }
+        if closed > 0 {
+            tracing::warn!(episodes = closed, "outbox: episodes a previous run left open (it was killed) end now, with end_reason \"restart\"");
         }
         let (reports_tx, reports) = unbounded();
         let producer = KafkaProducer::new(&cfg.kafka, cfg.max_buffered_events, reports_tx.clone())?;
@@ -128,7 +132,11 @@ impl Durable {
             }
             return false;
         }
-        match self.outbox.append(&event.stream_id, &payload) {
+        let episode = match event.event_type.as_str() {
+            "product.disappeared" => Episode::End(&event.episode_id),
+            _ => Episode::Open(&event.episode_id),
+        };
+        match self.outbox.append(&event.stream_id, &payload, episode) {
             Ok(_) => {
                 drop(refused);
                 self.metrics.accept();
@@ -179,6 +187,32 @@ impl Drop for Durable {
             self.shutdown(self.flush_timeout);
         }
     }
+}
+
+/// Ends the episodes a previous run left open: for each, a `product.disappeared` built from its latest
+/// event, with `end_reason = "restart"` (its disappearance was not seen) and an id derived from the episode
+/// (a second restart before delivery finds nothing left to close: the end is in the same commit). Returns
+/// how many it ended. An entry that cannot be read back is reported and dropped.
+pub(crate) fn close_orphans(outbox: &Outbox) -> Result<usize, PublishError> {
+    let mut closed = 0;
+    for (episode_id, payload) in outbox.open_episodes()? {
+        let mut e: DetectionEvent = match serde_json::from_slice(&payload) {
+            Ok(e) => e,
+            Err(err) => {
+                tracing::error!(%episode_id, error = %err, outbox = outbox.name(), "open episode unreadable: it cannot be ended");
+                outbox.forget_open(&episode_id)?;
+                continue;
+            }
+        };
+        e.event_type = "product.disappeared".into();
+        e.update_seq = 0;
+        e.event_id = crate::event::restart_end_id(&episode_id);
+        e.end_reason = Some("restart".into());
+        e.emitted_at = crate::event::utc_now();
+        outbox.append(&e.stream_id, &e.to_json(), Episode::End(&episode_id))?;
+        closed += 1;
+    }
+    Ok(closed)
 }
 
 /// The delivery thread's state.

@@ -36,7 +36,7 @@ pub use admin::ensure_topic;
 pub use config::{KafkaConfig, OutboxConfig, PublishConfig, SinkKind};
 pub use lines::LinesSink;
 pub use metrics::{MetricsSnapshot, PublishMetrics};
-pub use outbox::{Outbox, Pending, Totals, entry_size};
+pub use outbox::{Episode, Outbox, Pending, Totals, entry_size};
 pub use publisher::{FlushReport, Publisher};
 
 use crate::event::DetectionEvent;

@@ -2,6 +2,10 @@
 //! sequence number, so reading it in key order gives the order the pipeline emitted them in (and so each
 //! stream's order) across restarts. An event is in it from `append` (committed to disk before it returns)
 //! until `remove` after its delivery report.
+//!
+//! A second table keeps each episode that has appeared and not yet disappeared (its latest event), written in
+//! the same commit as the event: a process killed mid-episode leaves them there, and the next start closes
+//! them (`durable::close_orphans`), so no consumer is left with an episode that never ends.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,6 +17,18 @@ use super::PublishError;
 
 /// seq -> (persisted at, unix ms; Kafka key; JSON payload).
 const EVENTS: TableDefinition<u64, (u64, &str, &[u8])> = TableDefinition::new("events");
+
+/// episode_id -> the episode's latest event (JSON payload), while it is open.
+const OPEN: TableDefinition<&str, &[u8]> = TableDefinition::new("open_episodes");
+
+/// What an appended event does to its episode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Episode<'a> {
+    /// `product.appeared` / `product.updated` of this episode id: it is (still) open.
+    Open(&'a str),
+    /// `product.disappeared`: it is over.
+    End(&'a str),
+}
 
 /// One pending event, as read back for delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +111,7 @@ impl Outbox {
     fn scan(&self) -> Result<Totals, redb::Error> {
         let w = self.db.begin_write()?;
         w.open_table(EVENTS)?;
+        w.open_table(OPEN)?;
         w.commit()?;
         let r = self.db.begin_read()?;
         let t = r.open_table(EVENTS)?;
@@ -112,14 +129,19 @@ impl Outbox {
         Ok(totals)
     }
 
-    /// Persists one event (durably: the commit is on disk when this returns); returns its sequence number.
-    pub fn append(&self, key: &str, payload: &[u8]) -> Result<u64, PublishError> {
+    /// Persists one event and what it does to its episode (durably: the commit is on disk when this
+    /// returns); returns its sequence number.
+    pub fn append(&self, key: &str, payload: &[u8], episode: Episode) -> Result<u64, PublishError> {
         let mut totals = self.totals.lock();
         let seq = totals.next_seq;
         let at = now_ms();
         let write = || -> Result<(), redb::Error> {
             let w = self.db.begin_write()?;
             w.open_table(EVENTS)?.insert(seq, (at, key, payload))?;
+            match episode {
+                Episode::Open(id) => w.open_table(OPEN)?.insert(id, payload).map(drop)?,
+                Episode::End(id) => w.open_table(OPEN)?.remove(id).map(drop)?,
+            }
             w.commit()?;
             Ok(())
         };
@@ -131,6 +153,32 @@ impl Outbox {
         totals.bytes += entry_size(key, payload);
         totals.next_seq = seq + 1;
         Ok(seq)
+    }
+
+    /// Episodes left open (by a run that did not end them): (episode id, its latest event).
+    pub fn open_episodes(&self) -> Result<Vec<(String, Vec<u8>)>, PublishError> {
+        let read = || -> Result<Vec<(String, Vec<u8>)>, redb::Error> {
+            let r = self.db.begin_read()?;
+            let t = r.open_table(OPEN)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (id, payload) = row?;
+                out.push((id.value().to_string(), payload.value().to_vec()));
+            }
+            Ok(out)
+        };
+        read().map_err(|e| self.err(e))
+    }
+
+    /// Drops an open episode without an event (one whose latest event cannot be read back).
+    pub fn forget_open(&self, episode_id: &str) -> Result<(), PublishError> {
+        let forget = || -> Result<(), redb::Error> {
+            let w = self.db.begin_write()?;
+            w.open_table(OPEN)?.remove(episode_id)?;
+            w.commit()?;
+            Ok(())
+        };
+        forget().map_err(|e| self.err(e))
     }
 
     /// Up to `limit` pending events from sequence number `from` on, oldest first.

@@ -131,7 +131,7 @@ fn outbox_keeps_order_and_what_is_pending_across_reopening() {
     let path = dir.path().join("spool/outbox.redb");
     let ob = Outbox::open(Some(&path)).unwrap();
     let seqs: Vec<u64> =
-        (0..5).map(|i| ob.append(&format!("s{}", i % 2), format!("p{i}").as_bytes()).unwrap()).collect();
+        (0..5).map(|i| ob.append(&format!("s{}", i % 2), format!("p{i}").as_bytes(), Episode::End("e")).unwrap()).collect();
     assert_eq!(seqs, [0, 1, 2, 3, 4]);
     assert_eq!(ob.remove(&[0, 2]).unwrap(), 2);
     assert_eq!(ob.remove(&[2]).unwrap(), 0, "removing twice is harmless");
@@ -149,12 +149,50 @@ fn outbox_keeps_order_and_what_is_pending_across_reopening() {
     let back = ob.read_from(0, 10).unwrap();
     assert_eq!(back.iter().map(|p| p.seq).collect::<Vec<_>>(), [1, 3, 4]);
     assert_eq!((back[0].key.as_str(), back[0].payload.as_slice()), ("s1", &b"p1"[..]));
-    assert_eq!(ob.append("s0", b"p5").unwrap(), 5);
+    assert_eq!(ob.append("s0", b"p5", Episode::End("e")).unwrap(), 5);
     assert_eq!(ob.read_from(4, 10).unwrap().iter().map(|p| p.seq).collect::<Vec<_>>(), [4, 5]);
     assert_eq!(ob.read_from(0, 2).unwrap().len(), 2, "reads are bounded");
     ob.remove(&[1, 3, 4, 5]).unwrap();
     assert_eq!(ob.totals().events, 0);
     assert_eq!(ob.totals().oldest_ms, 0);
+}
+
+#[test]
+fn a_restart_ends_the_episodes_a_killed_run_left_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("outbox.redb");
+    // Two episodes: the first ended, the second cut by the "kill" after an update.
+    let evs = events(40);
+    let open_id = evs.iter().rev().find(|e| e.event_type == "product.appeared").unwrap().episode_id.clone();
+    let cut = evs.iter().rposition(|e| e.episode_id == open_id && e.event_type != "product.disappeared").unwrap();
+    let ob = Outbox::open(Some(&path)).unwrap();
+    for e in &evs[..=cut] {
+        let episode = if e.event_type == "product.disappeared" { Episode::End(&e.episode_id) } else { Episode::Open(&e.episode_id) };
+        ob.append(&e.stream_id, &e.to_json(), episode).unwrap();
+    }
+    let ended = evs[..=cut].iter().filter(|e| e.event_type == "product.disappeared").count();
+    assert!(ended > 0, "the fixture has ended episodes too");
+    assert_eq!(ob.open_episodes().unwrap().len(), 1);
+    drop(ob);
+
+    let ob = Outbox::open(Some(&path)).unwrap();
+    assert_eq!(durable::close_orphans(&ob).unwrap(), 1);
+    let last = ob.read_from(0, usize::MAX).unwrap().pop().unwrap();
+    let end: DetectionEvent = serde_json::from_slice(&last.payload).unwrap();
+    let latest = &evs[cut];
+    assert_eq!((end.event_type.as_str(), end.end_reason.as_deref()), ("product.disappeared", Some("restart")));
+    assert_eq!((&end.episode_id, &end.stream_id, &last.key), (&open_id, &latest.stream_id, &latest.stream_id));
+    assert_eq!(end.last_seen, latest.last_seen, "it ends where it was last seen");
+    assert_eq!(end.event_id, crate::event::restart_end_id(&open_id));
+    assert!(evs.iter().all(|e| e.event_id != end.event_id));
+    // The schema takes it.
+    let schema: serde_json::Value = serde_json::from_str(crate::event::SCHEMA).unwrap();
+    let v = serde_json::to_value(&end).unwrap();
+    assert!(jsonschema::draft202012::new(&schema).unwrap().is_valid(&v), "{v}");
+    // Ended in the same commit: a second restart has nothing left to close.
+    assert!(ob.open_episodes().unwrap().is_empty());
+    drop(ob);
+    assert_eq!(durable::close_orphans(&Outbox::open(Some(&path)).unwrap()).unwrap(), 0);
 }
 
 #[test]
