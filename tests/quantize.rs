@@ -123,6 +123,10 @@ fn int8_variant_stays_close_gets_its_own_version_and_recognises() {
     let (r1, stderr) = eval(&shared, &gallery);
     assert_eq!(r1, Some(1.0), "{stderr}");
 
+    // A model directory is never overwritten (not even the source's).
+    let over = quantize(&int8, &[]);
+    assert!(!over.success && over.stderr.contains("already holds a model"), "{}", over.stderr);
+
     // An int8 model is not quantised again.
     let twice = run_livesku(&["quantize", "--model", &s(&int8), "--out", &s(&dir.path().join("x"))], Duration::from_secs(60));
     assert!(!twice.success && twice.stderr.contains("already an int8 model"), "{}", twice.stderr);

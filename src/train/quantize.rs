@@ -38,6 +38,8 @@ pub enum QuantizeError {
     Failed { status: std::process::ExitStatus },
     #[error("{0} is already an int8 model (version {1}): quantise its float32 source instead")]
     AlreadyQuantized(PathBuf, String),
+    #[error("{0} already holds a model (remove it first, or choose another --out)")]
+    Exists(PathBuf),
     #[error("no check images: pass --images with real pictures (catalogue or live photos) to compare the variant against its source")]
     NoImages,
     #[error(
@@ -90,6 +92,9 @@ pub fn quantize(s: &QuantizeSettings) -> Result<QuantizeOutcome, QuantizeError> 
     let base = Manifest::load(&s.model)?;
     if base.version.contains("+int8-") || base.visual.file == Path::new(INT8_TOWER) {
         return Err(QuantizeError::AlreadyQuantized(s.model.clone(), base.version));
+    }
+    if s.out.join("manifest.toml").exists() {
+        return Err(QuantizeError::Exists(s.out.clone()));
     }
     if s.images.is_empty() {
         return Err(QuantizeError::NoImages);
