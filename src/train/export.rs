@@ -32,9 +32,13 @@ pub struct Trained<'a> {
     pub report: &'a serde_json::Value,
 }
 
+/// Hex sha256 of a file's bytes (the checksums a manifest records).
+pub(crate) fn file_sha256(path: &Path) -> std::io::Result<String> {
+    Ok(hex::encode(Sha256::digest(std::fs::read(path)?)))
+}
+
 fn sha_file(path: &Path) -> Result<String, ExportError> {
-    let bytes = std::fs::read(path).map_err(|source| ExportError::Io { path: path.to_path_buf(), source })?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
+    file_sha256(path).map_err(|source| ExportError::Io { path: path.to_path_buf(), source })
 }
 
 fn copy(from: &Path, to: &Path) -> Result<(), ExportError> {

@@ -14,9 +14,9 @@ use std::process::Command;
 
 use image::RgbImage;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::encode::{Encoder, EncoderConfig, Manifest, Side};
+use crate::gallery::ann::dot;
 
 pub const SCRIPT: &str = include_str!("../../models/quantize/int8.py");
 /// File name of the int8 tower in the model directory.
@@ -78,8 +78,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> QuantizeError {
 }
 
 fn sha_file(path: &Path) -> Result<String, QuantizeError> {
-    let bytes = std::fs::read(path).map_err(io(path))?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
+    super::export::file_sha256(path).map_err(io(path))
 }
 
 /// `<source version>+int8-<12 hex>`.
@@ -197,9 +196,7 @@ fn write_manifest(base: &Manifest, out: &Path, tower_sha: &str, version: &str) -
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (norm(a) * norm(b)).max(f32::MIN_POSITIVE)
+    dot(a, b) / (dot(a, a) * dot(b, b)).sqrt().max(f32::MIN_POSITIVE)
 }
 
 #[cfg(test)]
