@@ -8,6 +8,7 @@ pub mod api;
 pub mod asr;
 pub mod blobs;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod encode;
 pub mod event;

@@ -16,6 +16,8 @@ enum Command {
     Ingest(cli::ingest::Args),
     /// Run the service on the streams of a config file, publishing detection events.
     Run(cli::run::Args),
+    /// The worker group's stream registry on Kafka: add, remove, list streams.
+    Streams(cli::streams::Args),
     /// Recognise products in one stream or file and emit detection events.
     Recognize(cli::recognize::Args),
     /// Build and update product galleries from catalogue files.
@@ -40,6 +42,7 @@ fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Ingest(args) => cli::ingest::run(args),
         Command::Run(args) => cli::run::run(args),
+        Command::Streams(args) => cli::streams::run(args),
         Command::Recognize(args) => cli::recognize::run(args),
         Command::Gallery(args) => cli::gallery::run(args),
         Command::Eval(args) => cli::eval::run(args),

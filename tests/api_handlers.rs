@@ -43,7 +43,7 @@ fn handlers_answer_typed_json_and_readiness_follows_stage_health() {
     let _guard = rt.enter();
     let service = Arc::new(Service::start(&cfg, |_| {}).expect("service starts (run scripts/setup.sh)"));
     let api = ApiConfig { token: Some(TOKEN.into()), max_streams: 2, ..ApiConfig::default() };
-    let state = Arc::new(ApiState::new(service.clone(), &api, None));
+    let state = Arc::new(ApiState::new(service.clone(), &api, None, None));
     let app = router(state);
     rt.block_on(async {
         let (s, v) = call(&app, "GET", "/readyz", None, None).await;
@@ -90,7 +90,7 @@ fn handlers_answer_typed_json_and_readiness_follows_stage_health() {
         // the dashboard's cookie; probes and the page's static files stay open.
         let read = "read-only-token-0123456789";
         let remote = ApiConfig { listen: "0.0.0.0:8080".into(), read_token: Some(read.into()), ..api.clone() };
-        let remote = router(Arc::new(ApiState::new(service.clone(), &remote, None)));
+        let remote = router(Arc::new(ApiState::new(service.clone(), &remote, None, None)));
         for path in ["/streams", "/api/board", "/metrics", "/gallery", "/api/events"] {
             assert_eq!(call(&remote, "GET", path, None, None).await.0, StatusCode::UNAUTHORIZED, "{path}");
             assert_eq!(call(&remote, "GET", path, Some("wrong-token-wrong-token"), None).await.0, StatusCode::FORBIDDEN, "{path}");

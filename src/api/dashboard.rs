@@ -42,10 +42,18 @@ pub async fn style() -> impl IntoResponse {
 pub struct BoardSnapshot {
     pub streams: Vec<StreamStatus>,
     pub events: Vec<RecentEvent>,
+    /// The worker whose streams these are; with `group`, the page says it shows one worker of a group.
+    pub worker: String,
+    pub group: Option<String>,
 }
 
 pub async fn board(S(state): S<State>) -> Json<BoardSnapshot> {
-    Json(BoardSnapshot { streams: statuses(&state), events: state.service.board.recent_events() })
+    Json(BoardSnapshot {
+        streams: statuses(&state),
+        events: state.service.board.recent_events(),
+        worker: state.service.context.worker.clone(),
+        group: state.cluster.as_ref().map(|c| c.group.clone()),
+    })
 }
 
 /// The stream's latest keyframe; encoded once per keyframe, on the blocking pool.

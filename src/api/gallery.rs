@@ -58,6 +58,12 @@ pub async fn add(
     }
     let g = state.service.gallery.clone();
     let report = tokio::task::spawn_blocking(move || g.add_catalog(&req.catalog)).await?.map_err(failed)?;
+    if let Some(cluster) = &state.cluster {
+        // Embedded once, here; the other workers take the vectors from the catalogue topic.
+        cluster.catalog.put(&state.service.gallery, &report.items).await.map_err(|e| {
+            ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("added here, but not shared with the group: {e}"))
+        })?;
+    }
     Ok(Json(json!(report)))
 }
 
@@ -87,7 +93,12 @@ pub async fn remove(
     let g = state.service.gallery.clone();
     let ids = vec![id.clone()];
     let missing = tokio::task::spawn_blocking(move || g.remove(&ids)).await?.map_err(failed)?;
-    if !missing.is_empty() {
+    if let Some(cluster) = &state.cluster {
+        // Shared even when this worker did not have it: another one may.
+        cluster.catalog.remove(&id).await.map_err(|e| {
+            ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("not removed from the group's catalogue: {e}"))
+        })?;
+    } else if !missing.is_empty() {
         return Err(ApiError::not_found(format!("no product with id '{id}'")));
     }
     Ok(Json(json!({"removed": id, "products": state.service.gallery.products()})))

@@ -188,6 +188,20 @@ impl Collector for Live {
             m.encode_counter::<NoLabelSet, _, u64>(&secs(a.decode_ms), None)?;
         }
 
+        if let Some(c) = &self.0.cluster {
+            let (parts, owned) = c.owned();
+            let mut m = e.encode_descriptor("worker_info", "This worker of the group (1)", None, MetricType::Gauge)?;
+            m.encode_family(&[("worker", c.worker.as_str()), ("group", c.group.as_str())])?.encode_gauge(&1i64)?;
+            gauge(&mut e, "cluster_partitions_owned", "Stream registry partitions this worker owns", parts.len() as i64)?;
+            gauge(&mut e, "cluster_streams_owned", "Registry streams this worker runs", owned.len() as i64)?;
+            let cm = &c.metrics;
+            counter(&mut e, "cluster_rebalances", "Registry partition assignments received", cm.rebalances.load(Relaxed))?;
+            counter(&mut e, "cluster_streams_started", "Streams started from the registry", cm.started.load(Relaxed))?;
+            counter(&mut e, "cluster_streams_stopped", "Registry streams stopped here (removed, changed or moved away)", cm.stopped.load(Relaxed))?;
+            counter(&mut e, "cluster_catalog_applied", "Catalogue records of the group applied to this gallery", cm.catalog_applied.load(Relaxed))?;
+            counter(&mut e, "cluster_catalog_refused", "Catalogue records refused (another model, bad record)", cm.catalog_refused.load(Relaxed))?;
+        }
+
         if let Some(p) = &self.0.publish {
             let p = p.snapshot();
             counter(&mut e, "publish_accepted", "Events taken by the publisher", p.accepted)?;

@@ -8,7 +8,8 @@
 //! | `GET /healthz`, `GET /readyz` | liveness; readiness (503 once shutdown began); never need a token |
 //! | `GET /metrics` | Prometheus/OpenMetrics text (docs/metrics.md) |
 //! | `GET /streams`, `GET /streams/{id}` | stream state and counters (URIs redacted) |
-//! | `POST /streams`, `DELETE /streams/{id}` | add (`{id, uri, options}`, `[api.allowed_sources]`) / remove a stream (token) |
+//! | `POST /streams`, `DELETE /streams/{id}` | add (`{id, uri, options}`, `[api.allowed_sources]`) / remove a stream (token); in a cluster, written to the registry |
+//! | `GET /cluster` | this worker, its group, the registry partitions and streams it owns |
 //! | `GET /gallery`, `POST /gallery/reload`, `POST /gallery/products`, `DELETE /gallery/products/{id}` | gallery (token for changes) |
 //! | `GET /gallery/products/{id}/image` | the product's thumbnail, copied into the gallery at build time |
 //! | `GET /`, `GET /api/board`, `GET /api/events`, `GET /streams/{id}/frame.jpg` | dashboard, its snapshot, SSE updates (bounded), latest keyframe |
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::ApiError;
 pub use sources::AllowedSources;
 
+use crate::cluster::Cluster;
 use crate::publish::PublishMetrics;
 use crate::service::{ApiConfig, Service};
 
@@ -49,6 +51,8 @@ pub struct ApiState {
     pub reads_need_token: bool,
     /// The event sink's counters, when the caller runs one.
     pub publish: Option<Arc<PublishMetrics>>,
+    /// The worker group, when `[cluster]` is enabled: stream and catalogue changes go through its topics.
+    pub cluster: Option<Arc<Cluster>>,
     pub max_streams: usize,
     pub dashboard: bool,
     pub allowed_sources: AllowedSources,
@@ -61,7 +65,12 @@ pub struct ApiState {
 
 impl ApiState {
     /// State for `cfg` (tokens from the environment or the file, see [`ApiConfig::effective_token`]).
-    pub fn new(service: Arc<Service>, cfg: &ApiConfig, publish: Option<Arc<PublishMetrics>>) -> Self {
+    pub fn new(
+        service: Arc<Service>,
+        cfg: &ApiConfig,
+        publish: Option<Arc<PublishMetrics>>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> Self {
         let listen = cfg.listen_addr().unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         ApiState {
             service,
@@ -69,6 +78,7 @@ impl ApiState {
             read_token: cfg.effective_read_token(),
             reads_need_token: !listen.ip().is_loopback(),
             publish,
+            cluster,
             max_streams: cfg.max_streams,
             dashboard: cfg.dashboard,
             allowed_sources: cfg.allowed_sources.clone(),
@@ -91,6 +101,7 @@ pub fn router(state: State) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/cluster", get(streams::cluster))
         .route("/streams", get(streams::list).post(streams::add))
         .route("/streams/{id}", get(streams::get_one).delete(streams::remove))
         .route("/streams/{id}/frame.jpg", get(dashboard::frame))
@@ -118,10 +129,11 @@ impl ApiServer {
         cfg: &ApiConfig,
         service: Arc<Service>,
         publish: Option<Arc<PublishMetrics>>,
+        cluster: Option<Arc<Cluster>>,
     ) -> std::io::Result<ApiServer> {
         let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;
         let addr = listener.local_addr()?;
-        let mut state = ApiState::new(service, cfg, publish);
+        let mut state = ApiState::new(service, cfg, publish, cluster);
         if state.token.is_none() {
             tracing::warn!("no API token (api.token or LIVESKU_API_TOKEN): mutating endpoints are disabled");
         }

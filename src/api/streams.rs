@@ -66,7 +66,19 @@ impl StreamStatus {
 
 #[derive(Debug, Serialize)]
 pub struct StreamList {
+    /// The worker answering: in a cluster each worker lists only the streams it runs.
+    pub worker: String,
     pub streams: Vec<StreamStatus>,
+}
+
+/// `GET /cluster`: this worker's share of the group.
+#[derive(Debug, Serialize)]
+pub struct ClusterInfo {
+    pub worker: String,
+    /// `None` when this worker is not in a group (`[cluster] enabled = false`).
+    pub group: Option<String>,
+    pub partitions: Vec<i32>,
+    pub streams: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,7 +94,22 @@ pub fn statuses(state: &State) -> Vec<StreamStatus> {
 }
 
 pub async fn list(S(state): S<State>) -> Json<StreamList> {
-    Json(StreamList { streams: statuses(&state) })
+    Json(StreamList { worker: state.service.context.worker.clone(), streams: statuses(&state) })
+}
+
+pub async fn cluster(S(state): S<State>) -> Json<ClusterInfo> {
+    let worker = state.service.context.worker.clone();
+    Json(match &state.cluster {
+        Some(c) => {
+            let (partitions, streams) = c.owned();
+            ClusterInfo { worker, group: Some(c.group.clone()), partitions, streams }
+        }
+        None => ClusterInfo { worker, group: None, partitions: Vec::new(), streams: state.service.stream_ids().iter().map(|s| s.to_string()).collect() },
+    })
+}
+
+fn registry_failed(e: crate::cluster::ClusterError) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("stream registry not written: {e}"))
 }
 
 pub async fn get_one(S(state): S<State>, Path(id): Path<String>) -> Result<Json<StreamStatus>, ApiError> {
@@ -97,7 +124,7 @@ pub async fn add(
     _: Authorized,
     S(state): S<State>,
     body: Result<Json<AddStream>, JsonRejection>,
-) -> Result<(StatusCode, Json<StreamStatus>), ApiError> {
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let Json(req) = body?;
     let uri = req.uri.trim();
     if uri.is_empty() {
@@ -111,6 +138,13 @@ pub async fn add(
     let source = crate::ingest::Source::parse(uri).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let id = req.id.clone().unwrap_or_else(|| source.default_id());
     check_id(&id)?;
+    if let Some(cluster) = &state.cluster {
+        // The group decides which worker runs it; a spec for an id that exists replaces it.
+        let spec = crate::cluster::StreamSpec { uri: uri.to_string(), options: req.options.clone() };
+        cluster.registry.put(&id, &spec).await.map_err(registry_failed)?;
+        tracing::info!(stream = %id, uri = %source.redacted(), "stream registered through the API");
+        return Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"id": id, "registered": true, "uri": source.redacted()}))));
+    }
     let svc = &state.service;
     if svc.stream_ids().len() >= state.max_streams {
         return Err(ApiError::new(
@@ -128,15 +162,23 @@ pub async fn add(
     let info =
         svc.stream_info(&id).ok_or_else(|| ApiError::internal("stream vanished right after adding"))?;
     tracing::info!(stream = %id, uri = %source.redacted(), "stream added through the API");
-    Ok((StatusCode::CREATED, Json(StreamStatus::of(&state, info))))
+    let status = serde_json::to_value(StreamStatus::of(&state, info)).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((StatusCode::CREATED, Json(status)))
 }
 
 pub async fn remove(
     _: Authorized,
     S(state): S<State>,
     Path(id): Path<String>,
-) -> Result<Json<Removed>, ApiError> {
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    if let Some(cluster) = &state.cluster {
+        check_id(&id)?;
+        cluster.registry.remove(&id).await.map_err(registry_failed)?;
+        tracing::info!(stream = %id, "stream unregistered through the API");
+        return Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"id": id, "unregistered": true}))));
+    }
     let stats = state.service.remove_stream(&id).await?;
     tracing::info!(stream = %id, "stream removed through the API");
-    Ok(Json(Removed { id, removed: true, stats }))
+    let removed = serde_json::to_value(Removed { id, removed: true, stats }).map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((StatusCode::OK, Json(removed)))
 }

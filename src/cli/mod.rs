@@ -8,6 +8,7 @@ pub mod ocr;
 pub mod quantize;
 pub mod recognize;
 pub mod run;
+pub mod streams;
 pub mod train;
 pub mod transcribe;
 mod serve;

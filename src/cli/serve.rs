@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::api::ApiServer;
+use crate::cluster::{Cluster, Handover};
 use crate::event::DetectionEvent;
 use crate::messages::StreamState;
 use crate::publish::{Publisher, SinkKind};
@@ -44,11 +45,29 @@ pub fn serve(cfg: ServiceConfig, duration: Option<Duration>, until_sources_end: 
     cfg.validate().context("invalid settings")?;
     let publisher = Arc::new(Publisher::start(&cfg.publish).context("cannot start the event sink")?);
     let sink = publisher.clone();
+    // In a cluster every event passes the handover books (src/cluster/handover.rs) on its way out.
+    let handover = match cfg.cluster.enabled {
+        true => {
+            let c = &cfg.cluster;
+            let kafka = c.kafka(&cfg.publish.kafka);
+            let window = Duration::from_millis(c.handover_window_ms);
+            Some(Arc::new(Handover::new(&kafka, &c.episodes_topic, &c.worker(), window).context("cannot start the episodes writer")?))
+        }
+        false => None,
+    };
+    let books = handover.clone();
     // Kafka: returns once the event is in the outbox; stdout/file never block. A refused event is counted
     // (config/README.md, `[publish]`).
-    let emit = move |ev: DetectionEvent| {
+    let publish: Arc<dyn Fn(DetectionEvent) + Send + Sync> = Arc::new(move |mut ev: DetectionEvent| {
+        if let Some(h) = &books {
+            h.on_event(&mut ev);
+        }
         tracing::info!(stream = %ev.stream_id, product = %ev.product_id, score = ev.score, "{}", ev.event_type);
         sink.publish(ev);
+    });
+    let emit = {
+        let publish = publish.clone();
+        move |ev: DetectionEvent| publish(ev)
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -58,9 +77,16 @@ pub fn serve(cfg: ServiceConfig, duration: Option<Duration>, until_sources_end: 
     for s in &cfg.streams {
         service.add_stream(s.id.as_deref(), &s.uri)?;
     }
+    let cluster = match handover {
+        Some(h) => Some(Arc::new(
+            Cluster::start(&cfg.cluster, &cfg.publish.kafka, service.clone(), h, publish.clone())
+                .context("cannot join the worker group ([cluster])")?,
+        )),
+        None => None,
+    };
     let api = match cfg.api.enabled {
         true => {
-            let start = ApiServer::start(&cfg.api, service.clone(), Some(publisher.metrics_handle()));
+            let start = ApiServer::start(&cfg.api, service.clone(), Some(publisher.metrics_handle()), cluster.clone());
             Some(runtime.block_on(start).with_context(|| format!("cannot listen on {} (api.listen)", cfg.api.listen))?)
         }
         false => None,
@@ -74,6 +100,9 @@ pub fn serve(cfg: ServiceConfig, duration: Option<Duration>, until_sources_end: 
             tracing::info!("{name}: shutting down");
         }
         let deadline = tokio::time::Instant::now() + bound;
+        if let Some(c) = &cluster {
+            c.prepare_leave();
+        }
         // Streams and stages first, the API meanwhile answering `/readyz` 503; the sink gets the rest.
         let stats = service.shutdown(deadline - flush_budget).await;
         if let Some(api) = api
@@ -83,9 +112,13 @@ pub fn serve(cfg: ServiceConfig, duration: Option<Duration>, until_sources_end: 
         }
         (stats, deadline)
     });
-    drop(guard);
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
     let report = publisher.shutdown(left.min(publisher.flush_timeout()));
+    // Episodes closed and delivered: the handover records go out, then the group gets the partitions.
+    if let Some(c) = &cluster {
+        c.leave();
+    }
+    drop(guard);
     if report.undelivered > 0 {
         tracing::error!(undelivered = report.undelivered, "events not delivered before the flush timeout");
     }

@@ -94,6 +94,12 @@ pub struct DetectionEvent {
     /// livesku ends an episode that its killed predecessor left open (src/publish/durable.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<String>,
+    /// Only on a `product.appeared` on a worker that took the stream over while the product was on screen:
+    /// `"handover"` (src/cluster/handover.rs); `continues` then names the episode it continues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues: Option<String>,
 }
 
 pub(crate) fn utc(t: SystemTime) -> String {
@@ -155,6 +161,8 @@ impl DetectionEvent {
             worker: ctx.worker.clone(),
             emitted_at: utc(SystemTime::now()),
             end_reason: None,
+            start_reason: None,
+            continues: None,
         }
     }
 

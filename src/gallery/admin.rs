@@ -27,6 +27,9 @@ pub struct AddReport {
     /// (line, reason) of each skipped catalogue line.
     pub skipped: Vec<(usize, String)>,
     pub products: usize,
+    /// The products added, with their embeddings (for the cluster's catalogue topic).
+    #[serde(skip)]
+    pub items: Vec<(crate::gallery::Product, Vec<f32>)>,
 }
 
 pub struct GalleryControl {
@@ -86,14 +89,44 @@ impl GalleryControl {
         let _op = self.ops.lock();
         let mut encoder = crate::encode::Encoder::open(&self.encoder)?;
         let mut g = Gallery::open(&self.dir, Some(&self.manifest)).map_err(self.err())?;
+        let first_new = g.rows();
         let report = gallery::add_catalog(catalog, &mut g, &mut encoder, false)?;
+        let items = (first_new..g.rows())
+            .filter(|r| !g.is_removed(*r))
+            .map(|r| (g.product(r).clone(), g.vector(r).to_vec()))
+            .collect();
         drop((g, encoder));
         let products = self.reload_locked()?;
         Ok(AddReport {
             added: report.added,
             skipped: report.skipped.into_iter().map(|s| (s.line, s.reason)).collect(),
             products,
+            items,
         })
+    }
+
+    /// Appends products embedded elsewhere (another worker, through the catalogue topic); searchable at
+    /// once. Blocking.
+    pub fn insert(&self, items: &[(crate::gallery::Product, Vec<f32>)]) -> Result<usize, CatalogError> {
+        let _op = self.ops.lock();
+        let mut s = self.searcher.write();
+        s.add(items).map_err(self.err())?;
+        Ok(s.gallery.len())
+    }
+
+    /// Whether the gallery has `product_id` live with exactly this embedding.
+    pub fn has(&self, product_id: &str, vector: &[f32]) -> bool {
+        let s = self.searcher.read();
+        s.gallery.row_of(product_id).is_some_and(|r| s.gallery.vector(r) == vector)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The version of the model whose embeddings this gallery holds.
+    pub fn model_version(&self) -> &str {
+        &self.manifest.version
     }
 
     /// Removes products; returns the ids that were not in the gallery. Blocking (writes a tombstone).

@@ -51,6 +51,8 @@ pub enum Output {
     Heard { stream: StreamKey, text: String },
     /// Keyframe `seq` of the stream has been matched (after its events, if any).
     Matched { stream: StreamKey, seq: u64 },
+    /// The stream's end: its episodes are closed (their events came before this).
+    Ended { stream: StreamKey },
 }
 
 pub struct Matcher {
@@ -92,6 +94,7 @@ impl Matcher {
                     let decisions = self.tracker.end_stream(&key);
                     self.publish(decisions, None, &mut out);
                     self.speech.remove(&key);
+                    out(Output::Ended { stream: key });
                 }
             }
         }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::api::AllowedSources;
 use crate::asr::AsrConfig;
+use crate::cluster::ClusterConfig;
 use crate::config::{ConfigError, IngestConfig};
 use crate::encode::EncoderConfig;
 use crate::gallery::GalleryConfig;
@@ -23,6 +24,8 @@ pub struct ServiceConfig {
     pub publish: PublishConfig,
     pub asr: AsrConfig,
     pub api: ApiConfig,
+    /// A worker group sharing streams and catalogue through Kafka (src/cluster); off by default.
+    pub cluster: ClusterConfig,
     /// The streams to watch from start-up.
     pub streams: Vec<StreamEntry>,
     /// Shutdown (SIGTERM, SIGINT, a failed stage) finishes within this bound: streams stop, the stages
@@ -45,6 +48,7 @@ impl Default for ServiceConfig {
             publish: Default::default(),
             asr: Default::default(),
             api: Default::default(),
+            cluster: Default::default(),
             streams: Vec::new(),
             shutdown_timeout: SHUTDOWN_TIMEOUT,
         }
@@ -256,6 +260,10 @@ impl ServiceConfig {
         self.publish.validate()?;
         self.asr.validate()?;
         self.api.validate()?;
+        self.cluster.validate()?;
+        if self.cluster.enabled && !self.streams.is_empty() {
+            return Err(invalid("streams", "with cluster.enabled the streams come from the registry: register them with `livesku streams add` instead"));
+        }
         if self.gallery.top_k.is_some_and(|k| !(2..=100).contains(&k)) {
             return Err(invalid("gallery.top_k", "must be between 2 and 100"));
         }

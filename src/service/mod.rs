@@ -91,6 +91,9 @@ pub struct Service {
     pub transcripts: Transcripts,
     /// `None` when `[asr] enabled = false`.
     pub asr_metrics: Option<Arc<AsrMetrics>>,
+    /// Streams whose removal waits for the matcher to have closed their episodes
+    /// ([`Service::remove_stream_drained`]); the matcher's thread signals each end.
+    drains: Arc<Mutex<HashMap<StreamKey, tokio::sync::oneshot::Sender<()>>>>,
 }
 
 /// Where a new stream's output goes.
@@ -110,6 +113,9 @@ struct Streams {
     running: Vec<Stream>,
     /// Sessions started so far per id: the next session's generation.
     generations: HashMap<StreamId, u64>,
+    /// First generation of an id: 0, or in a cluster the start time (unix ms), so that a stream that
+    /// moves between workers never repeats an episode's (and its events') id.
+    generation_base: u64,
 }
 
 /// One added stream.
@@ -122,7 +128,7 @@ struct Stream {
 }
 
 /// Per-stream overrides of `[ingest]` settings (`POST /streams` `options`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamOptions {
     pub max_rate_hz: Option<f64>,
@@ -164,7 +170,7 @@ impl Service {
         let context = EventContext {
             model_version: format!("{}@{}", encoder.manifest.name, encoder.manifest.version),
             gallery_version: gallery_version(&gallery),
-            worker: EventContext::default_worker(),
+            worker: cfg.cluster.worker(),
         };
         let manifest = encoder.manifest.clone();
         let tracker = Tracker::new(cfg.track.clone().calibrated(manifest.track.as_ref())?);
@@ -226,6 +232,8 @@ impl Service {
         );
         let match_metrics = matcher.metrics.clone();
         let (view, mut emit) = (board.clone(), emit);
+        let drains: Arc<Mutex<HashMap<StreamKey, tokio::sync::oneshot::Sender<()>>>> = Arc::default();
+        let drained = drains.clone();
         threads.push(stage::spawn(&health, "matcher", move || {
             matcher.run(embedded, |out| match out {
                 matcher::Output::Event { event, image_url } => {
@@ -234,6 +242,11 @@ impl Service {
                 }
                 matcher::Output::Heard { stream, text } => view.asr_text(&stream.id, &text),
                 matcher::Output::Matched { stream, seq } => view.processed(&stream.id, seq),
+                matcher::Output::Ended { stream } => {
+                    if let Some(tx) = drained.lock().remove(&stream) {
+                        let _ = tx.send(());
+                    }
+                }
             })
         })?);
 
@@ -242,7 +255,10 @@ impl Service {
             ingest_cfg: Arc::new(cfg.ingest.clone()),
             live_max_age: (cfg.encoder.live_max_age_ms > 0).then(|| Duration::from_millis(cfg.encoder.live_max_age_ms)),
             inputs: Mutex::new(Some(Inputs { batcher, live_audio, file_audio, status })),
-            streams: Mutex::default(),
+            streams: Mutex::new(Streams {
+                generation_base: if cfg.cluster.enabled { ingest::unix_ms(std::time::SystemTime::now()) } else { 0 },
+                ..Streams::default()
+            }),
             threads: Mutex::new(threads),
             health,
             context,
@@ -252,6 +268,7 @@ impl Service {
             gallery,
             transcripts,
             asr_metrics,
+            drains,
         })
     }
 
@@ -280,7 +297,8 @@ impl Service {
         if streams.running.iter().any(|s| s.handle.id == id) {
             return Err(ServiceError::DuplicateStream(id.to_string()));
         }
-        let generation = streams.generations.entry(id.clone()).or_insert(0);
+        let base = streams.generation_base;
+        let generation = streams.generations.entry(id.clone()).or_insert(base);
         let key = StreamKey { id: id.clone(), generation: *generation };
         *generation += 1;
         // The stream's own queue into the encoder: a file waiting on it holds up nobody else.
@@ -322,15 +340,39 @@ impl Service {
     /// end), its tracker state (the matcher closes its episodes on that end) and its dashboard view.
     /// Other streams are not touched.
     pub async fn remove_stream(&self, id: &str) -> Result<StatsSnapshot, ServiceError> {
+        self.remove(id, None).await
+    }
+
+    /// [`Service::remove_stream`], then waits (up to `timeout`) until the matcher has closed the stream's
+    /// episodes and handed their events to the sink: a cluster hands the stream over only after that.
+    pub async fn remove_stream_drained(&self, id: &str, timeout: Duration) -> Result<StatsSnapshot, ServiceError> {
+        self.remove(id, Some(timeout)).await
+    }
+
+    async fn remove(&self, id: &str, drain: Option<Duration>) -> Result<StatsSnapshot, ServiceError> {
+        let mut drained = None;
         let stream = {
             let mut streams = self.streams.lock();
             let i = streams.running.iter().position(|s| &*s.handle.id == id);
-            i.map(|i| streams.running.remove(i)).ok_or_else(|| ServiceError::UnknownStream(id.to_string()))?
+            let stream =
+                i.map(|i| streams.running.remove(i)).ok_or_else(|| ServiceError::UnknownStream(id.to_string()))?;
+            if drain.is_some() && !stream.handle.is_finished() {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.drains.lock().insert(stream.handle.key.clone(), tx);
+                drained = Some(rx);
+            }
+            stream
         };
         stream.handle.stop();
         let (stats, key) = (stream.handle.stats.clone(), stream.handle.key.clone());
         stream.handle.wait().await;
         self.transcripts.remove(&key);
+        if let (Some(rx), Some(timeout)) = (drained, drain) {
+            if tokio::time::timeout(timeout, rx).await.is_err() {
+                tracing::warn!(stream = %id, "stream's last events not out within {timeout:?}");
+            }
+            self.drains.lock().remove(&key);
+        }
         // Unless the id was added again meanwhile.
         let streams = self.streams.lock();
         if !streams.running.iter().any(|s| &*s.handle.id == id) {

@@ -147,6 +147,9 @@ function onEvent(ev, imageUrl) {
   addTimeline(ev);
 }
 
+// In a worker group this page shows one worker's streams: the summary says which.
+let scope = "";
+
 async function loadBoard() {
   const r = await fetch("/api/board", { cache: "no-store" });
   if (!r.ok) throw new Error("board: HTTP " + r.status);
@@ -167,7 +170,8 @@ async function loadBoard() {
   for (const id of [...tiles.keys()]) if (!seen.has(id)) removeTile(id);
   timeline.replaceChildren();
   for (const e of board.events.slice().reverse()) addTimeline(e.event, false);
-  document.getElementById("summary").textContent = `${board.streams.length} streams`;
+  scope = board.group ? ` · worker ${board.worker} only (one worker of group ${board.group})` : "";
+  document.getElementById("summary").textContent = `${board.streams.length} streams${scope}`;
 }
 
 // States and rates change slowly: refresh them from /streams every few seconds.
@@ -183,7 +187,7 @@ async function refreshStates() {
       if (s.state === "running") running++;
       if (t.state !== s.state || t.rate !== s.keyframes_per_sec) { t.state = s.state; t.rate = s.keyframes_per_sec; markDirty(s.id); }
     }
-    document.getElementById("summary").textContent = `${streams.length} streams, ${running} running`;
+    document.getElementById("summary").textContent = `${streams.length} streams, ${running} running${scope}`;
   } catch (_) { /* offline: the connection badge says so */ }
 }
 
