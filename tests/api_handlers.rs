@@ -49,7 +49,10 @@ fn handlers_answer_typed_json_and_readiness_follows_stage_health() {
         let (s, v) = call(&app, "GET", "/readyz", None, None).await;
         assert_eq!((s, &v["status"]), (StatusCode::OK, &json!("ready")), "{v}");
         assert_eq!(v["products"], 4, "{v}");
-        assert_eq!(call(&app, "GET", "/streams", None, None).await.1, json!({"streams": []}));
+        let worker = livesku::event::EventContext::default_worker();
+        assert_eq!(call(&app, "GET", "/streams", None, None).await.1, json!({"worker": worker, "streams": []}));
+        let (_, v) = call(&app, "GET", "/cluster", None, None).await;
+        assert_eq!(v, json!({"worker": worker, "group": null, "partitions": [], "streams": []}));
         let (s, v) = call(&app, "GET", "/api/board", None, None).await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(v["streams"], json!([]), "{v}");

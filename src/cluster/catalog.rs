@@ -149,8 +149,16 @@ impl CatalogFollower {
         let s = stop.clone();
         let model_version = model_version.to_string();
         let thread = std::thread::Builder::new().name("cluster-catalog".into()).spawn(move || {
+            // Offsets are saved when the topic goes quiet (or every 256 records), not per record.
+            let mut unsaved = 0usize;
             while !s.load(Ordering::Relaxed) {
-                let Some(msg) = consumer.poll(Duration::from_millis(200)) else { continue };
+                let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+                    if unsaved > 0 {
+                        save(&path, &offsets);
+                        unsaved = 0;
+                    }
+                    continue;
+                };
                 let msg = match msg {
                     Ok(m) => m,
                     Err(e) => {
@@ -171,6 +179,13 @@ impl CatalogFollower {
                     }
                 }
                 offsets.next.insert(p, off + 1);
+                unsaved += 1;
+                if unsaved >= 256 {
+                    save(&path, &offsets);
+                    unsaved = 0;
+                }
+            }
+            if unsaved > 0 {
                 save(&path, &offsets);
             }
         })?;

@@ -142,7 +142,8 @@ pub struct StreamOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamInfo {
     pub id: String,
-    /// Session number of this id in this process (0 for the first).
+    /// Session number of this id in this process (0 for the first; in a worker group the worker's start
+    /// time in unix ms for the first, so that ids of episodes never repeat across workers).
     pub generation: u64,
     /// The source URI with its secrets replaced by `***`.
     pub uri: String,
