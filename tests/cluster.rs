@@ -381,6 +381,7 @@ fn a_worker_group_shares_streams_survives_a_dead_worker_and_shares_the_catalogue
                 .collect::<Vec<_>>()
         })
         .collect();
+    let join_utc = utc(SystemTime::now());
     let w4 = g.worker("w4");
     monitor.watch("w4", &w4);
     workers.insert("w4".into(), w4);
@@ -403,8 +404,20 @@ fn a_worker_group_shares_streams_survives_a_dead_worker_and_shares_the_catalogue
         }
     }
     assert!(stayed > 0, "no stream stayed where it was: {before:?} -> {owners:?}");
-    wait_until(Duration::from_secs(60), "detections on the fourth worker", || {
-        workers["w4"].events().iter().any(|e| e["type"] == "product.appeared").then_some(())
+    // A clean handover: the old owner ended each moved stream's episode as a handover, and the fourth
+    // worker's appearance continues it.
+    let to_w4: Vec<String> = owners.iter().filter(|(_, w)| *w == "w4").map(|(s, _)| s.clone()).collect();
+    wait_until(Duration::from_secs(60), "the fourth worker's streams continue their episodes", || {
+        let events = all_events(&refs(&workers));
+        to_w4
+            .iter()
+            .all(|s| {
+                let after = |e: &&Value| e["stream_id"] == *s && e["emitted_at"].as_str().unwrap() > join_utc.as_str();
+                let ended = events.iter().filter(after).find(|e| e["end_reason"] == "handover" && e["worker"] != "w4");
+                let cont = events.iter().filter(after).find(|e| e["worker"] == "w4" && e["start_reason"] == "handover");
+                matches!((ended, cont), (Some(a), Some(b)) if b["continues"] == a["episode_id"])
+            })
+            .then_some(())
     });
 
     // Never two at once: in the workers' reports, and in the events (per stream, the workers its events
