@@ -115,7 +115,7 @@ def synthetic_backgrounds(size=224, seed=7):
             shade = [np.ones_like(xs), 0.8 + 0.35 * ys, 0.85 + 0.3 * xs - 0.15 * np.abs(ys - 0.5)][kind]
             noise = np.zeros_like(xs) if kind == 0 else (rng.random(xs.shape, dtype=np.float32) - 0.5) * 8.0
             img = np.stack([np.clip(c * shade + noise, 0, 255) for c in tone], axis=-1).astype(np.uint8)
-            out.append(Image.fromarray(img, "RGB"))
+            out.append(Image.fromarray(img))
     return out
 
 
@@ -273,15 +273,16 @@ def main():
 
     if args.dump:
         os.makedirs(args.dump, exist_ok=True)
-        names, vecs = [], []
+        names, inputs = [], []
         for i, (pts, img) in enumerate(keyframes(args.uri, args.rate)):
             if i >= args.dump_max:
                 break
             name = f"frame{i:03}.png"
             img.save(os.path.join(args.dump, name))
             names.append(name)
-            vecs.append(model.embed(model.prepare(img)[None])[0])
-        np.asarray(vecs, np.float32).tofile(os.path.join(args.dump, "embeddings.f32"))
+            inputs.append(model.prepare(img))
+        # One batch, as livesku's check encodes them: an int8 tower quantises activations per batch.
+        model.embed(np.stack(inputs)).astype("<f4").tofile(os.path.join(args.dump, "embeddings.f32"))
         json.dump({"frames": names, "dim": model.dim}, open(os.path.join(args.dump, "dump.json"), "w"))
         return
 
