@@ -104,7 +104,9 @@ fn main() {
         assert!(out.status.success(), "peer.py --dump: {}", String::from_utf8_lossy(&out.stderr));
         let (min, mean) = parity(model, &dump, threads);
         println!("parity, {name}: cosine of the peer's embeddings to livesku's encoder on the same 12 decoded frames: min {min:.6}, mean {mean:.6}");
-        assert!(min > 0.999, "the peer does not reproduce livesku's pre-processing and pooling ({name}: {min})");
+        // int8: the tower quantises activations at run time per batch, and livesku's encoder splits the
+        // frames into batches of its own, so the two differ by that rounding (measured min 0.9991).
+        assert!(min > 0.998, "the peer does not reproduce livesku's pre-processing and pooling ({name}: {min})");
     }
 
     // What livesku's ingest samples from the file with these settings (the encoder embeds all of them).
@@ -284,6 +286,14 @@ fn live(l: Live) {
             drop(publishers);
             let total: f64 = done.iter().map(|m| m.cpu).sum();
             let events: Vec<Value> = done.into_iter().flat_map(|m| m.events).collect();
+            if round == 0 {
+                let story: Vec<String> = events
+                    .iter()
+                    .filter(|e| e["type"] == "product.appeared")
+                    .map(|e| format!("{}:{}@{}", e["stream_id"].as_str().unwrap_or("?"), e["product_id"].as_str().unwrap_or("?"), e["first_seen"]["pts_ms"]))
+                    .collect();
+                eprintln!("{side} appeared (stream:product@first_seen pts_ms): {}", story.join(" "));
+            }
             let (mut found, mut false_) = (0, 0);
             for k in &keys {
                 let mine: Vec<Value> = events.iter().filter(|e| e["stream_id"] == k.as_str()).cloned().collect();
