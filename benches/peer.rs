@@ -231,6 +231,7 @@ struct Live<'a> {
 
 /// N live RTMP streams (the scene published in real time to nginx-rtmp, fresh publishers for each side)
 /// for `secs`: one `livesku run` on all of them against one peer process per stream, alternately.
+/// Accuracy counts the order of appearances only ([`score_in_order`]).
 fn live(l: Live) {
     let servers = common::Servers::start();
     let keys: Vec<String> = (0..l.streams).map(|i| format!("shop-{}", i + 1)).collect();
@@ -297,7 +298,7 @@ fn live(l: Live) {
             let (mut found, mut false_) = (0, 0);
             for k in &keys {
                 let mine: Vec<Value> = events.iter().filter(|e| e["stream_id"] == k.as_str()).cloned().collect();
-                let (f, x) = score(&mine, expected);
+                let (f, x) = score_in_order(&mine, expected);
                 found += f;
                 false_ += x;
             }
@@ -425,6 +426,24 @@ fn score(events: &[Value], shows: usize) -> (usize, usize) {
         }
     }
     (found.len(), false_appearances)
+}
+
+/// Live streams: the stream clock starts where the consumer joined (livesku) or where the publisher did
+/// (FFmpeg), so only the order counts: `appeared` events that follow the showings in order are found,
+/// the others false.
+fn score_in_order(events: &[Value], shows: usize) -> (usize, usize) {
+    let (mut next, mut found, mut false_) = (0, 0, 0);
+    for e in events.iter().filter(|e| e["type"] == "product.appeared") {
+        let id = e["product_id"].as_str().unwrap_or_default();
+        match SHOWS[next.min(shows)..shows].iter().position(|(p, ..)| *p == id) {
+            Some(i) => {
+                found += 1;
+                next += i + 1;
+            }
+            None => false_ += 1,
+        }
+    }
+    (found, false_)
 }
 
 fn wait4(pid: libc::pid_t) -> (i32, f64) {
