@@ -57,8 +57,14 @@ pub struct SessionOptions {
 pub fn open_session(path: &Path, opts: SessionOptions) -> Result<Session, RuntimeError> {
     let env = environment()?;
     let base = || -> Result<SessionBuilder, RuntimeError> {
+        // Intra-op threads sleep instead of spinning between parallel sections: on a 2-core machine
+        // shared with ingest (and with other processes) spinning burns CPU that does no inference.
+        // Measured with ONNX Runtime 1.31 on the default tower, 2 threads, loaded machine: 16 % less CPU
+        // at batch 16, 44 % less at batch 1, wall time no worse (BENCHMARKS.md, issue 15 peer benchmark).
         let mut b = Session::builder(env)?
             .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(ort::Error::from)?
+            .with_intra_op_spinning(false)
             .map_err(ort::Error::from)?;
         if opts.intra_threads > 0 {
             b = b

@@ -36,6 +36,19 @@ pub fn render_scene_sized(
     size: (u32, u32),
     gop: u32,
 ) {
+    render_scene_at(out, shows, seconds, audio, size, 15, gop);
+}
+
+/// [`render_scene_sized`] at `fps` frames per second.
+pub fn render_scene_at(
+    out: &Path,
+    shows: &[(&str, u32, u32)],
+    seconds: u32,
+    audio: Option<&Path>,
+    size: (u32, u32),
+    fps: u32,
+    gop: u32,
+) {
     let (w, h) = size;
     let python = livesku::paths::venv_python();
     assert!(python.is_file(), "{} missing: run scripts/setup.sh", python.display());
@@ -46,6 +59,8 @@ pub fn render_scene_sized(
         seconds.to_string(),
         "--size".into(),
         format!("{w}x{h}"),
+        "--fps".into(),
+        fps.to_string(),
     ];
     for (img, start, end) in shows {
         args.push("--show".into());
@@ -54,7 +69,7 @@ pub fn render_scene_sized(
     let mut scene = Command::new(python).args(&args).stdout(Stdio::piped()).spawn().expect("run scene.py");
     let frames = scene.stdout.take().unwrap();
     let mut pipeline = format!(
-        "fdsrc ! rawvideoparse width={w} height={h} format=rgb framerate=15/1 ! videoconvert \
+        "fdsrc ! rawvideoparse width={w} height={h} format=rgb framerate={fps}/1 ! videoconvert \
          ! x264enc speed-preset=ultrafast key-int-max={gop} ! h264parse ! mp4mux name=m ! filesink location={}",
         out.display()
     );
