@@ -4,7 +4,8 @@
 //! One scenario, in order: three workers share twelve streams (each on exactly one); a product added
 //! through one worker's API is detected by a stream on another; SIGKILL of a worker moves its streams to
 //! the survivors within session timeout + 10 s; a fourth worker takes a share without restarting the
-//! streams that stay. All along, a monitor asks every worker which streams it runs (`GET /cluster`) and the
+//! streams that stay, continuing their episodes; SIGTERM of it hands them back the same way; a stream
+//! removed from the registry stops. All along, a monitor asks every worker which streams it runs (`GET /cluster`) and the
 //! events' `worker` fields are checked: no stream runs on two workers at once.
 
 mod common;
@@ -420,6 +421,46 @@ fn a_worker_group_shares_streams_survives_a_dead_worker_and_shares_the_catalogue
             .then_some(())
     });
 
+    // The dashboard says it shows one worker of the group.
+    let board = workers["w4"].get("/api/board").json();
+    assert_eq!((&board["worker"], &board["group"]), (&json!("w4"), &json!("livesku-workers")));
+
+    // SIGTERM: the worker hands its streams over cleanly before it leaves; the others continue them.
+    let leaving = workers.remove("w4").unwrap();
+    let left_utc = utc(SystemTime::now());
+    leaving.terminate();
+    monitor.unwatch("w4");
+    wait_until(Duration::from_secs(30), "the streams of the stopped worker continued elsewhere", || {
+        let mut every = refs(&workers);
+        every.push(&leaving);
+        let events = all_events(&every);
+        to_w4
+            .iter()
+            .all(|s| {
+                let after = |e: &&Value| e["stream_id"] == *s && e["emitted_at"].as_str().unwrap() > left_utc.as_str();
+                let ended = events.iter().filter(after).find(|e| e["end_reason"] == "handover" && e["worker"] == "w4");
+                let cont = events.iter().filter(after).find(|e| e["worker"] != "w4" && e["start_reason"] == "handover");
+                matches!((ended, cont), (Some(a), Some(b)) if b["continues"] == a["episode_id"])
+            })
+            .then_some(())
+    });
+    let mut leaving = leaving;
+    assert!(leaving.wait_exit(Duration::from_secs(30)).success(), "{}", leaving.log());
+
+    // Unregistered with `livesku streams remove`: its owner stops it, and nobody runs it.
+    let removed_utc = utc(SystemTime::now());
+    let run = run_livesku(&["streams", "remove", "--brokers", &g.broker.brokers(), "rocket"], Duration::from_secs(30));
+    assert!(run.success, "{}", run.stderr);
+    wait_until(Duration::from_secs(20), "the rocket stream stopped", || (!ownership(&workers).contains_key("rocket")).then_some(()));
+    let ends: Vec<Value> = all_events(&refs(&workers))
+        .into_iter()
+        .filter(|e| e["stream_id"] == "rocket" && e["emitted_at"].as_str().unwrap() > removed_utc.as_str())
+        .collect();
+    assert!(
+        ends.iter().any(|e| e["type"] == "product.disappeared" && e["end_reason"].is_null()),
+        "the removed stream's episode ends as an ordinary end: {ends:#?}"
+    );
+
     // Never two at once: in the workers' reports, and in the events (per stream, the workers its events
     // came from change only when it moved, and never back).
     for w in workers.values() {
@@ -432,9 +473,10 @@ fn a_worker_group_shares_streams_survives_a_dead_worker_and_shares_the_catalogue
     assert!(doubles.is_empty(), "streams reported by two workers at once: {doubles:?}");
     let mut every: Vec<&Service> = refs(&workers);
     every.push(&dead);
+    every.push(&leaving);
     for (stream, runs) in worker_runs(&all_events(&every)) {
         let distinct: BTreeSet<&String> = runs.iter().collect();
         assert_eq!(distinct.len(), runs.len(), "{stream} went back to a worker it had left: {runs:?}");
-        assert!(runs.len() <= 3, "{stream} changed workers {} times: {runs:?}", runs.len() - 1);
+        assert!(runs.len() <= 4, "{stream} changed workers {} times: {runs:?}", runs.len() - 1);
     }
 }

@@ -116,6 +116,14 @@ fn add(catalog: &std::path::Path, g: &mut Gallery, enc: &mut Encoder) -> anyhow:
     for s in &report.skipped {
         eprintln!("{}:{}: skipped: {}", catalog.display(), s.line, s.reason);
     }
+    // Large enough for HNSW with the default settings: persist the graph now (or bring the persisted one up
+    // to date), so the service loads it instead of building it (src/gallery/persist.rs).
+    let search = gallery::GalleryConfig::default();
+    if search.use_hnsw(g.len()) {
+        let t = std::time::Instant::now();
+        let index = gallery::persist::open_or_build(g, &search.hnsw);
+        eprintln!("gallery {}: HNSW index over {} rows in hnsw/ ({:.1} s)", g.dir().display(), index.persisted_rows(), t.elapsed().as_secs_f32());
+    }
     eprintln!(
         "gallery {}: {} products added, {} lines skipped, {} products in total ({:.1} s)",
         g.dir().display(),

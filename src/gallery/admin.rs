@@ -1,6 +1,12 @@
 //! Run-time gallery changes: the matcher searches a shared [`Searcher`]; reloading swaps in a fresh one
-//! built from disk, adding embeds a catalogue with a second encoder (opened per request, so the
-//! streaming encoder is never paused) and then reloads, removing tombstones rows in place.
+//! built from disk; adding embeds a catalogue with a second encoder (opened per request, so the
+//! streaming encoder is never paused) and inserts the products in place, as [`GalleryControl::insert`]
+//! does for products embedded elsewhere; removing tombstones rows in place.
+//!
+//! Adding never reloads: the rows are appended to the gallery files under the shared lock (readers only
+//! see rows the in-memory gallery knows), shown under the exclusive lock (bookkeeping only), then inserted
+//! into the HNSW graph under the shared lock again (searches go on; they miss the new rows until it
+//! returns). The graph is written back to the gallery when its files lag by more than 5 %.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,7 +14,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use crate::encode::{EncoderConfig, Manifest};
-use crate::gallery::{self, Gallery, GalleryConfig, GalleryError, Searcher};
+use crate::gallery::{self, Gallery, GalleryConfig, GalleryError, Product, Searcher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -27,9 +33,9 @@ pub struct AddReport {
     /// (line, reason) of each skipped catalogue line.
     pub skipped: Vec<(usize, String)>,
     pub products: usize,
-    /// The products added, with their embeddings (for the cluster's catalogue topic).
+    /// The products added, as embedded (for forwarding to other workers' [`GalleryControl::insert`]).
     #[serde(skip)]
-    pub items: Vec<(crate::gallery::Product, Vec<f32>)>,
+    pub items: Vec<(Product, Vec<f32>)>,
 }
 
 pub struct GalleryControl {
@@ -84,34 +90,35 @@ impl GalleryControl {
         Ok(n)
     }
 
-    /// Embeds a catalogue file (as `livesku gallery add`) into the gallery, then reloads. Blocking.
+    /// Embeds a catalogue file (as `livesku gallery add`) and inserts its products, a batch at a time, into
+    /// the live gallery (searchable as soon as each batch is in). Blocking.
     pub fn add_catalog(&self, catalog: &Path) -> Result<AddReport, CatalogError> {
         let _op = self.ops.lock();
         let mut encoder = crate::encode::Encoder::open(&self.encoder)?;
-        let mut g = Gallery::open(&self.dir, Some(&self.manifest)).map_err(self.err())?;
-        let first_new = g.rows();
-        let report = gallery::add_catalog(catalog, &mut g, &mut encoder, false)?;
-        let items = (first_new..g.rows())
-            .filter(|r| !g.is_removed(*r))
-            .map(|r| (g.product(r).clone(), g.vector(r).to_vec()))
-            .collect();
-        drop((g, encoder));
-        let products = self.reload_locked()?;
+        let mut items = Vec::new();
+        let result = gallery::build::embed_catalog(catalog, &self.dir, &mut encoder, false, &mut |batch| {
+            self.insert_locked(batch)?;
+            items.extend_from_slice(batch);
+            Ok(())
+        });
+        self.save_index();
+        let report = result?;
         Ok(AddReport {
             added: report.added,
             skipped: report.skipped.into_iter().map(|s| (s.line, s.reason)).collect(),
-            products,
+            products: self.products(),
             items,
         })
     }
 
-    /// Appends products embedded elsewhere (another worker, through the catalogue topic); searchable at
-    /// once. Blocking.
-    pub fn insert(&self, items: &[(crate::gallery::Product, Vec<f32>)]) -> Result<usize, CatalogError> {
+    /// Appends products embedded elsewhere (e.g. received from other workers) to the gallery files and the
+    /// live searcher, replacing live products with the same id; searchable when it returns. Returns the
+    /// number of live products afterwards. Blocking.
+    pub fn insert(&self, items: &[(Product, Vec<f32>)]) -> Result<usize, CatalogError> {
         let _op = self.ops.lock();
-        let mut s = self.searcher.write();
-        s.add(items).map_err(self.err())?;
-        Ok(s.gallery.len())
+        let result = self.insert_locked(items).map_err(self.err());
+        self.save_index();
+        result.map(|_| self.products())
     }
 
     /// Whether the gallery has `product_id` live with exactly this embedding.
@@ -127,6 +134,29 @@ impl GalleryControl {
     /// The version of the model whose embeddings this gallery holds.
     pub fn model_version(&self) -> &str {
         &self.manifest.version
+    }
+
+    /// Under `ops`: files under the shared lock, bookkeeping under the exclusive one, graph under the shared.
+    fn insert_locked(&self, items: &[(Product, Vec<f32>)]) -> Result<(), GalleryError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let pending = self.searcher.read().gallery.append(items)?;
+        let rows = pending.rows();
+        self.searcher.write().gallery.commit(pending)?;
+        self.searcher.read().index_rows(rows);
+        Ok(())
+    }
+
+    /// Writes the graph back when it lags its files (a failure costs the next load some inserts or a
+    /// rebuild, never the add).
+    fn save_index(&self) {
+        let started = std::time::Instant::now();
+        match self.searcher.read().save_index() {
+            Ok(true) => tracing::info!(secs = started.elapsed().as_secs_f32(), "HNSW index persisted after adding products"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot persist the HNSW index (the next load inserts the new rows or rebuilds)"),
+        }
     }
 
     /// Removes products; returns the ids that were not in the gallery. Blocking (writes a tombstone).

@@ -2,7 +2,10 @@
 //! inner-product distance `offset - <a, b>`. Gallery vectors have (nearly) equal norms (unit parts), so
 //! inner-product order is cosine order. `hnsw_rs` needs distances >= 0: `offset` is the largest squared row
 //! norm and queries are scaled to that norm, which keeps their ranking. Removed rows are filtered at query
-//! time; added rows are inserted into the live graph.
+//! time; added rows are inserted into the live graph. The graph can be dumped next to the gallery and
+//! reloaded (src/gallery/persist.rs).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anndists::dist::Distance;
 use hnsw_rs::hnsw::Hnsw;
@@ -15,6 +18,12 @@ use super::exact::Hit;
 #[derive(Debug, Clone, Copy)]
 pub struct NegDot {
     offset: f32,
+}
+
+impl NegDot {
+    pub(super) fn new(offset: f32) -> Self {
+        NegDot { offset }
+    }
 }
 
 impl Distance<f32> for NegDot {
@@ -36,12 +45,21 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Layers of every graph: `hnsw_rs` 0.3.5 dumps only graphs allocated with its maximum (16). Levels are
+/// drawn with P(level >= l) = m^-l, so the cap never binds below billions of points.
+const LAYERS: usize = 16;
+
 pub struct AnnIndex {
-    hnsw: Hnsw<'static, f32, NegDot>,
-    params: HnswParams,
-    dim: usize,
+    pub(super) hnsw: Hnsw<'static, f32, NegDot>,
+    pub(super) params: HnswParams,
+    pub(super) dim: usize,
     /// Largest squared row norm seen at build time (the distance offset).
-    offset: f32,
+    pub(super) offset: f32,
+    /// Gallery rows covered: every row below is in the graph or was removed before it could be. Raised
+    /// before rows are inserted, so a search can tell rows the gallery does not show yet.
+    rows: AtomicUsize,
+    /// Rows covered by the graph files on disk (0: none written).
+    pub(super) persisted: AtomicUsize,
 }
 
 struct Skip<'a>(&'a (dyn Fn(usize) -> bool + Sync));
@@ -56,25 +74,63 @@ impl AnnIndex {
     /// Builds the graph over rows `0..n` of `vectors` (n x dim), inserting in parallel.
     pub fn build(vectors: &[f32], dim: usize, params: HnswParams, skip: &(dyn Fn(usize) -> bool + Sync)) -> Self {
         let n = vectors.len() / dim;
-        let layers = 16.min((n.max(2) as f64).ln().ceil() as usize).max(1);
         let rows: Vec<(&[f32], usize)> =
             (0..n).filter(|r| !skip(*r)).map(|r| (&vectors[r * dim..(r + 1) * dim], r)).collect();
         let offset = rows.iter().map(|(v, _)| dot(v, v)).fold(1.0f32, f32::max) * 1.0001;
-        let hnsw = Hnsw::new(params.m, n.max(1), layers, params.ef_construction, NegDot { offset });
+        let hnsw = Hnsw::new(params.m, n.max(1), LAYERS, params.ef_construction, NegDot { offset });
         for chunk in rows.chunks(65_536) {
             hnsw.parallel_insert_slice(&chunk.to_vec());
         }
-        let mut index = AnnIndex { hnsw, params, dim, offset };
+        let mut index = Self::from_parts(hnsw, params, dim, offset, n);
         index.hnsw.set_searching_mode(true);
         index
     }
 
+    pub(super) fn from_parts(hnsw: Hnsw<'static, f32, NegDot>, params: HnswParams, dim: usize, offset: f32, rows: usize) -> Self {
+        AnnIndex { hnsw, params, dim, offset, rows: AtomicUsize::new(rows), persisted: AtomicUsize::new(0) }
+    }
+
     /// Adds one row (products added after the build).
-    pub fn insert(&mut self, vector: &[f32], row: usize) {
-        debug_assert_eq!(vector.len(), self.dim);
-        self.hnsw.set_searching_mode(false);
-        self.hnsw.insert_slice((vector, row));
-        self.hnsw.set_searching_mode(true);
+    pub fn insert(&self, vector: &[f32], row: usize) {
+        self.insert_rows(&[(vector, row)]);
+    }
+
+    /// Adds rows (products added after the build), in parallel for large batches. Takes `&self`: `hnsw_rs`
+    /// locks per node, so searches run meanwhile (rows the gallery does not show yet are filtered, see
+    /// [`Self::rows`]).
+    pub fn insert_rows(&self, items: &[(&[f32], usize)]) {
+        debug_assert!(items.iter().all(|(v, _)| v.len() == self.dim));
+        let Some(end) = items.iter().map(|(_, r)| r + 1).max() else { return };
+        self.rows.fetch_max(end, Ordering::SeqCst);
+        if items.len() >= 64 {
+            self.hnsw.parallel_insert_slice(&items.to_vec());
+        } else {
+            items.iter().for_each(|item| self.hnsw.insert_slice(*item));
+        }
+    }
+
+    /// Gallery rows covered by the graph (inserted or skipped as removed).
+    pub fn rows(&self) -> usize {
+        self.rows.load(Ordering::SeqCst)
+    }
+
+    /// Marks rows up to `rows` covered (the last ones were removed before they could be inserted).
+    pub fn set_rows(&self, rows: usize) {
+        self.rows.fetch_max(rows, Ordering::SeqCst);
+    }
+
+    /// Rows covered by the persisted graph files (0: none).
+    pub fn persisted_rows(&self) -> usize {
+        self.persisted.load(Ordering::SeqCst)
+    }
+
+    /// Nodes in the graph.
+    pub fn points(&self) -> usize {
+        self.hnsw.get_nb_point()
+    }
+
+    pub fn params(&self) -> HnswParams {
+        self.params
     }
 
     /// Search breadth (recall/speed trade-off).

@@ -47,6 +47,19 @@ const BATCH: usize = 8;
 
 /// Adds every valid catalogue line to `gallery`. `progress` shows a bar on stderr.
 pub fn add_catalog(catalog: &Path, gallery: &mut Gallery, encoder: &mut Encoder, progress: bool) -> Result<BuildReport, BuildError> {
+    let dir = gallery.dir().to_path_buf();
+    embed_catalog(catalog, &dir, encoder, progress, &mut |items| gallery.add(items).map(drop).map_err(BuildError::from))
+}
+
+/// Embeds every valid catalogue line and hands the products to `sink` a batch at a time (thumbnails go
+/// into `gallery_dir`'s `thumbs/`).
+pub fn embed_catalog(
+    catalog: &Path,
+    gallery_dir: &Path,
+    encoder: &mut Encoder,
+    progress: bool,
+    sink: &mut dyn FnMut(&[(Product, Vec<f32>)]) -> Result<(), BuildError>,
+) -> Result<BuildReport, BuildError> {
     let cat_err = |source| BuildError::Catalog { path: catalog.to_path_buf(), source };
     let text = std::fs::read(catalog).map_err(cat_err)?;
     let base = catalog.parent().unwrap_or(Path::new("."));
@@ -70,13 +83,14 @@ pub fn add_catalog(catalog: &Path, gallery: &mut Gallery, encoder: &mut Encoder,
                 Err(reason) => skip(&mut report, *number, reason),
             }
         }
+        let mut batch = Vec::with_capacity(ready.len());
         for ((entry, images), vector) in encode_entries(encoder, &ready, &mut |line, reason| skip(&mut report, line, reason))? {
             let mut metadata = entry.metadata.clone();
             // The dashboard shows a copy of the first picture, served from the gallery (never the
             // catalogue's path or URL); a failed copy costs the picture, not the product.
             metadata.remove(THUMBNAIL_KEY);
             if let Some(first) = images.first() {
-                match write_thumbnail(gallery.dir(), &entry.product_id, first) {
+                match write_thumbnail(gallery_dir, &entry.product_id, first) {
                     Ok(name) => {
                         metadata.insert(THUMBNAIL_KEY.into(), name.into());
                     }
@@ -84,9 +98,10 @@ pub fn add_catalog(catalog: &Path, gallery: &mut Gallery, encoder: &mut Encoder,
                 }
             }
             let product = Product { row: 0, product_id: entry.product_id.clone(), title: entry.title.clone(), metadata };
-            gallery.add(&[(product, vector)])?;
-            report.added += 1;
+            batch.push((product, vector));
         }
+        sink(&batch)?;
+        report.added += batch.len();
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();

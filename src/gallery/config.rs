@@ -29,11 +29,14 @@ pub struct HnswParams {
     pub m: usize,
     pub ef_construction: usize,
     pub ef_search: usize,
+    /// Keep the graph in the gallery's `hnsw/` directory and reload it instead of rebuilding
+    /// (src/gallery/persist.rs).
+    pub persist: bool,
 }
 
 impl Default for HnswParams {
     fn default() -> Self {
-        HnswParams { m: 12, ef_construction: 64, ef_search: 64 }
+        HnswParams { m: 12, ef_construction: 64, ef_search: 64, persist: true }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod build;
 pub mod catalog;
 pub mod config;
 pub mod exact;
+pub mod persist;
 pub mod search;
 pub mod store;
 

@@ -1,30 +1,32 @@
 //! Searching a gallery: exact for small galleries, HNSW for large ones (see [`GalleryConfig`]).
 
 use super::ann::AnnIndex;
-use super::config::GalleryConfig;
+use super::config::{GalleryConfig, HnswParams};
 use super::exact::{self, Hit};
+use super::persist::{self, IndexError};
 use super::store::{Gallery, GalleryError, Product};
 
 pub struct Searcher {
     pub gallery: Gallery,
     ann: Option<AnnIndex>,
+    hnsw: HnswParams,
 }
 
 impl Searcher {
-    /// Wraps a loaded gallery, building the HNSW graph when the config asks for one at this size.
+    /// Wraps a loaded gallery. When the config asks for HNSW at this size, the graph persisted in the
+    /// gallery is reloaded (rows added since are inserted), or built and persisted (src/gallery/persist.rs).
+    /// A gallery that grows past `auto_threshold` at run time stays exact until it is reloaded.
     pub fn new(gallery: Gallery, cfg: &GalleryConfig) -> Self {
-        let ann = cfg.use_hnsw(gallery.len()).then(|| {
-            let started = std::time::Instant::now();
-            let g = &gallery;
-            let index = AnnIndex::build(g.vectors(), g.dim(), cfg.hnsw, &|r| g.is_removed(r));
-            tracing::info!(products = g.len(), secs = started.elapsed().as_secs_f32(), "HNSW index built");
-            index
-        });
-        Searcher { gallery, ann }
+        let ann = cfg.use_hnsw(gallery.len()).then(|| persist::open_or_build(&gallery, &cfg.hnsw));
+        Searcher { gallery, ann, hnsw: cfg.hnsw }
     }
 
     pub fn uses_ann(&self) -> bool {
         self.ann.is_some()
+    }
+
+    pub fn ann(&self) -> Option<&AnnIndex> {
+        self.ann.as_ref()
     }
 
     /// Top-k hits for each query (m x dim, row-major), best first.
@@ -42,13 +44,31 @@ impl Searcher {
 
     /// Adds products without rebuilding (the graph, if any, gets the new rows).
     pub fn add(&mut self, items: &[(Product, Vec<f32>)]) -> Result<Vec<usize>, GalleryError> {
-        let rows = self.gallery.add(items)?;
-        if let Some(ann) = self.ann.as_mut() {
-            for (row, (_, v)) in rows.iter().zip(items) {
-                ann.insert(v, *row);
-            }
+        let pending = self.gallery.append(items)?;
+        let rows = pending.rows();
+        self.gallery.commit(pending)?;
+        self.index_rows(rows.clone());
+        Ok(rows.collect())
+    }
+
+    /// Inserts gallery rows (committed by [`Gallery::commit`]) into the graph, if any. Takes `&self`, so
+    /// it runs under a shared lock while searches go on; until it returns, searches miss these rows.
+    pub fn index_rows(&self, rows: std::ops::Range<usize>) {
+        let Some(ann) = self.ann.as_ref() else { return };
+        let g = &self.gallery;
+        let end = rows.end.min(g.rows());
+        let items: Vec<(&[f32], usize)> = (rows.start..end).filter(|r| !g.is_removed(*r)).map(|r| (g.vector(r), r)).collect();
+        ann.insert_rows(&items);
+        ann.set_rows(end);
+    }
+
+    /// Writes the graph into the gallery when the files lag it (see [`persist::is_stale`]); true when it
+    /// wrote. Takes `&self`: searches go on meanwhile.
+    pub fn save_index(&self) -> Result<bool, IndexError> {
+        match &self.ann {
+            Some(ann) if self.hnsw.persist && persist::is_stale(ann) => persist::dump(ann, &self.gallery).map(|_| true),
+            _ => Ok(false),
         }
-        Ok(rows)
     }
 
     pub fn remove(&mut self, product_id: &str) -> Result<bool, GalleryError> {

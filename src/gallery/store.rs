@@ -7,6 +7,7 @@
 //! DIR/products.jsonl   one line per row: {"row", "product_id", "title", "metadata"}
 //! DIR/removed.txt      removed rows, one per line
 //! DIR/thumbs/*.jpg     the products' thumbnails (src/gallery/build.rs), the only pictures the API serves
+//! DIR/hnsw/            the persisted HNSW graph of large galleries (src/gallery/persist.rs)
 //! ```
 
 use std::collections::{HashMap, HashSet};
@@ -63,6 +64,22 @@ pub struct Product {
     /// Catalogue fields other than the ones livesku reads.
     #[serde(default)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Rows written by [`Gallery::append`], not yet shown ([`Gallery::commit`]).
+#[derive(Debug)]
+pub struct Pending {
+    first: usize,
+    products: Vec<Product>,
+    /// Rows the new products replace (tombstoned on disk already), sorted.
+    replaced: Vec<usize>,
+}
+
+impl Pending {
+    /// The rows the products get, in order.
+    pub fn rows(&self) -> std::ops::Range<usize> {
+        self.first..self.first + self.products.len()
+    }
 }
 
 pub struct Gallery {
@@ -221,38 +238,79 @@ impl Gallery {
 
     /// Appends products (replacing live ones with the same id). Returns their rows.
     pub fn add(&mut self, items: &[(Product, Vec<f32>)]) -> Result<Vec<usize>, GalleryError> {
+        let pending = self.append(items)?;
+        let rows = pending.rows().collect();
+        self.commit(pending)?;
+        Ok(rows)
+    }
+
+    /// Writes products to the files without showing them yet: readers of this `Gallery` keep seeing the
+    /// rows they saw (the files are append-only and the map is not touched), so this runs under a shared
+    /// lock. The products they replace (same id, live or earlier in `items`) are tombstoned on disk now,
+    /// in memory at [`Self::commit`]. One pending append at a time: commit it before the next.
+    pub fn append(&self, items: &[(Product, Vec<f32>)]) -> Result<Pending, GalleryError> {
         for (_, v) in items {
             if v.len() != self.meta.dim {
                 return Err(GalleryError::Dim { found: v.len(), expected: self.meta.dim });
             }
         }
-        let replaced: Vec<String> = items.iter().map(|(p, _)| p.product_id.clone()).filter(|id| self.by_id.contains_key(id)).collect();
-        for id in &replaced {
-            self.remove(id)?;
+        let first = self.meta.rows;
+        let mut last_of: HashMap<&str, usize> = HashMap::new();
+        for (i, (p, _)) in items.iter().enumerate() {
+            last_of.insert(&p.product_id, first + i);
         }
+        let mut replaced: Vec<usize> = last_of.keys().filter_map(|id| self.by_id.get(*id).copied()).collect();
+        replaced.extend((first..first + items.len()).filter(|r| last_of[items[r - first].0.product_id.as_str()] != *r));
+        replaced.sort_unstable();
         let vpath = self.dir.join("vectors.f32");
         let ppath = self.dir.join("products.jsonl");
-        let mut vf = OpenOptions::new().append(true).open(&vpath).map_err(io(&vpath))?;
-        let mut pf = OpenOptions::new().append(true).open(&ppath).map_err(io(&ppath))?;
         let mut vbuf = Vec::with_capacity(items.len() * self.meta.dim * 4);
         let mut pbuf = Vec::new();
-        let mut rows = Vec::with_capacity(items.len());
+        let mut products = Vec::with_capacity(items.len());
         for (i, (p, v)) in items.iter().enumerate() {
-            let row = self.meta.rows + i;
             vbuf.extend(v.iter().flat_map(|x| x.to_le_bytes()));
-            let p = Product { row, ..p.clone() };
+            let p = Product { row: first + i, ..p.clone() };
             serde_json::to_writer(&mut pbuf, &p).map_err(|e| GalleryError::Corrupt { path: ppath.clone(), reason: e.to_string() })?;
             pbuf.push(b'\n');
-            self.by_id.insert(p.product_id.clone(), row);
-            self.products.push(p);
-            rows.push(row);
+            products.push(p);
         }
+        let mut vf = OpenOptions::new().append(true).open(&vpath).map_err(io(&vpath))?;
+        let mut pf = OpenOptions::new().append(true).open(&ppath).map_err(io(&ppath))?;
         vf.write_all(&vbuf).and_then(|_| vf.flush()).map_err(io(&vpath))?;
         pf.write_all(&pbuf).and_then(|_| pf.flush()).map_err(io(&ppath))?;
-        self.meta.rows += items.len();
+        // Tombstones after the new rows: a crash in between leaves an old copy live, never a product lost.
+        if !replaced.is_empty() {
+            let path = self.dir.join("removed.txt");
+            let text: String = replaced.iter().map(|r| format!("{r}\n")).collect();
+            let mut f = OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
+            f.write_all(text.as_bytes()).map_err(io(&path))?;
+        }
+        Ok(Pending { first, products, replaced })
+    }
+
+    /// Shows the rows of an [`Self::append`]: products, tombstones, the longer map.
+    pub fn commit(&mut self, pending: Pending) -> Result<(), GalleryError> {
+        if pending.first != self.meta.rows {
+            let reason = format!("append at row {} committed at row {}", pending.first, self.meta.rows);
+            return Err(GalleryError::Corrupt { path: self.dir.clone(), reason });
+        }
+        for &r in &pending.replaced {
+            self.removed.insert(r);
+            if let Some(p) = self.products.get(r) {
+                if self.by_id.get(&p.product_id) == Some(&r) {
+                    self.by_id.remove(&p.product_id);
+                }
+            }
+        }
+        for p in pending.products {
+            if !self.removed.contains(&p.row) {
+                self.by_id.insert(p.product_id.clone(), p.row);
+            }
+            self.products.push(p);
+        }
+        self.meta.rows = self.products.len();
         self.write_meta()?;
-        self.remap()?;
-        Ok(rows)
+        self.remap()
     }
 
     /// Marks a product removed; false when it was not live.
