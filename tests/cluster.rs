@@ -25,7 +25,7 @@ use common::scene::{demo_dir, render_scene_sized, write_silent_wav};
 use common::service::Service;
 use common::{Proc, Servers, publish_file_rtmp, run_livesku};
 
-const SESSION_MS: u64 = 4_000;
+const SESSION_MS: u64 = 3_000;
 /// Registry partitions: few enough that every worker gets streams (ids hash to partitions with murmur2).
 const PARTITIONS: i32 = 6;
 /// Long enough for the whole scenario; the publishers play it once, in real time.
@@ -357,16 +357,32 @@ fn a_worker_group_shares_streams_survives_a_dead_worker_and_shares_the_catalogue
     }
     println!("killed {victim} ({} streams): detections resumed on the survivors within {slowest:?} (bound {bound:?})", moved.len());
     assert!(slowest <= bound, "detections resumed after {slowest:?}, bound {bound:?}: {resumed:?}");
+    // Every episode the dead worker left open (its own events file says which) is ended by the new owner
+    // as a handover, and what is still on screen continues one of them.
     let events = all_events(&refs(&workers));
+    let mut continued = 0;
     for s in &moved {
-        // The episode the dead worker left open is ended by the new owner, and its continuation says so.
-        let ended = events.iter().find(|e| e["stream_id"] == *s && e["end_reason"] == "handover" && e["worker"] != victim.as_str());
-        let ended = ended.unwrap_or_else(|| panic!("{s}: no handover end of the dead worker's episode: {events:#?}"));
-        let cont = events.iter().find(|e| e["stream_id"] == *s && e["start_reason"] == "handover");
-        let cont = cont.unwrap_or_else(|| panic!("{s}: no continued episode: {events:#?}"));
-        assert_eq!(cont["continues"], ended["episode_id"]);
-        assert_ne!(cont["episode_id"], ended["episode_id"]);
+        let mut open: BTreeSet<String> = BTreeSet::new();
+        for e in dead.events().iter().filter(|e| e["stream_id"] == *s) {
+            let id = e["episode_id"].as_str().unwrap().to_string();
+            if e["type"] == "product.disappeared" {
+                open.remove(&id);
+            } else {
+                open.insert(id);
+            }
+        }
+        let ended: BTreeSet<String> = events
+            .iter()
+            .filter(|e| e["stream_id"] == *s && e["end_reason"] == "handover" && e["worker"] != victim.as_str())
+            .map(|e| e["episode_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ended, open, "{s}: the dead worker's open episodes {open:?}, ended by the new owner {ended:?}: {events:#?}");
+        for c in events.iter().filter(|e| e["stream_id"] == *s && e["start_reason"] == "handover") {
+            assert!(open.contains(c["continues"].as_str().unwrap()), "{s}: {c} continues an episode that was not open: {open:?}");
+            continued += 1;
+        }
     }
+    assert!(continued > 0, "no episode of the dead worker continued: {events:#?}");
     let owners = ownership(&workers);
     assert_eq!(owners.len(), 13, "every stream runs again: {owners:?}");
 
@@ -414,9 +430,8 @@ fn a_worker_group_shares_streams_survives_a_dead_worker_and_shares_the_catalogue
             .iter()
             .all(|s| {
                 let after = |e: &&Value| e["stream_id"] == *s && e["emitted_at"].as_str().unwrap() > join_utc.as_str();
-                let ended = events.iter().filter(after).find(|e| e["end_reason"] == "handover" && e["worker"] != "w4");
-                let cont = events.iter().filter(after).find(|e| e["worker"] == "w4" && e["start_reason"] == "handover");
-                matches!((ended, cont), (Some(a), Some(b)) if b["continues"] == a["episode_id"])
+                let ended: BTreeSet<&str> = events.iter().filter(after).filter(|e| e["end_reason"] == "handover" && e["worker"] != "w4").map(|e| e["episode_id"].as_str().unwrap()).collect();
+                events.iter().filter(after).any(|e| e["worker"] == "w4" && e["start_reason"] == "handover" && ended.contains(e["continues"].as_str().unwrap_or_default()))
             })
             .then_some(())
     });
@@ -438,9 +453,8 @@ fn a_worker_group_shares_streams_survives_a_dead_worker_and_shares_the_catalogue
             .iter()
             .all(|s| {
                 let after = |e: &&Value| e["stream_id"] == *s && e["emitted_at"].as_str().unwrap() > left_utc.as_str();
-                let ended = events.iter().filter(after).find(|e| e["end_reason"] == "handover" && e["worker"] == "w4");
-                let cont = events.iter().filter(after).find(|e| e["worker"] != "w4" && e["start_reason"] == "handover");
-                matches!((ended, cont), (Some(a), Some(b)) if b["continues"] == a["episode_id"])
+                let ended: BTreeSet<&str> = events.iter().filter(after).filter(|e| e["end_reason"] == "handover" && e["worker"] == "w4").map(|e| e["episode_id"].as_str().unwrap()).collect();
+                events.iter().filter(after).any(|e| e["worker"] != "w4" && e["start_reason"] == "handover" && ended.contains(e["continues"].as_str().unwrap_or_default()))
             })
             .then_some(())
     });
@@ -461,8 +475,7 @@ fn a_worker_group_shares_streams_survives_a_dead_worker_and_shares_the_catalogue
         "the removed stream's episode ends as an ordinary end: {ends:#?}"
     );
 
-    // Never two at once: in the workers' reports, and in the events (per stream, the workers its events
-    // came from change only when it moved, and never back).
+    // Never two at once: in the workers' reports, and in the events.
     for w in workers.values() {
         w.terminate();
     }
@@ -474,9 +487,9 @@ fn a_worker_group_shares_streams_survives_a_dead_worker_and_shares_the_catalogue
     let mut every: Vec<&Service> = refs(&workers);
     every.push(&dead);
     every.push(&leaving);
+    // Three moves at most (the kill, the join, the leave): two workers emitting for one stream at once
+    // would interleave their events and show many more.
     for (stream, runs) in worker_runs(&all_events(&every)) {
-        let distinct: BTreeSet<&String> = runs.iter().collect();
-        assert_eq!(distinct.len(), runs.len(), "{stream} went back to a worker it had left: {runs:?}");
         assert!(runs.len() <= 4, "{stream} changed workers {} times: {runs:?}", runs.len() - 1);
     }
 }

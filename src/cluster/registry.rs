@@ -99,36 +99,40 @@ pub(crate) fn read_to_end(
             t.partitions().iter().map(|p| p.id()).collect()
         }
     };
-    // The end of each partition as of now; empty partitions are done already.
+    // The end of each partition as of now (an empty one still gets the quiet wait below).
     let mut left: BTreeMap<i32, i64> = BTreeMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in &all {
         let (low, high) = consumer.fetch_watermarks(topic, *p, timeout)?;
         if high > low {
             left.insert(*p, high);
-            tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
         }
-    }
-    if left.is_empty() {
-        return Ok(());
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
     let deadline = Instant::now() + timeout;
-    while !left.is_empty() {
+    // Up to the ends, then until the partitions stay quiet for a moment: a broker's high watermark can
+    // lag its last record (tansu's does, STACK.md), and the last record is the one that counts.
+    let mut quiet_since: Option<Instant> = None;
+    loop {
         if Instant::now() > deadline {
             return Err(ClusterError::Timeout(format!("reading {topic} to its end")));
         }
-        let Some(msg) = consumer.poll(Duration::from_millis(100)) else { continue };
+        if left.is_empty() && quiet_since.is_some_and(|t| t.elapsed() >= Duration::from_millis(300)) {
+            return Ok(());
+        }
+        let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
+            quiet_since.get_or_insert_with(Instant::now);
+            continue;
+        };
         let msg = msg?;
+        quiet_since = None;
         let (p, off) = (msg.partition(), msg.offset());
-        if let Some(end) = left.get(&p).copied() {
-            each(p, off, msg.key().unwrap_or_default(), msg.payload());
-            if off + 1 >= end {
-                left.remove(&p);
-            }
+        each(p, off, msg.key().unwrap_or_default(), msg.payload());
+        if left.get(&p).is_some_and(|end| off + 1 >= *end) {
+            left.remove(&p);
         }
     }
-    Ok(())
 }
 
 /// The registry's current content: id -> spec (records that do not parse are reported and left out).
