@@ -249,9 +249,6 @@ impl Owner {
         for id in &stop {
             self.stop_stream(p, id);
         }
-        if start.is_empty() {
-            return;
-        }
         for (id, spec) in start {
             let previous = self.parts.lock().get_mut(&p).and_then(|part| part.previous.remove(&id));
             for end in self.handover.arrive(&id, previous) {

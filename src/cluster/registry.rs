@@ -111,8 +111,9 @@ pub(crate) fn read_to_end(
     }
     consumer.assign(&tpl)?;
     let deadline = Instant::now() + timeout;
-    // Up to the ends, then until the partitions stay quiet for a moment: a broker's high watermark can
-    // lag its last record (tansu's does, STACK.md), and the last record is the one that counts.
+    // Up to the ends, then until the partitions stay quiet for a moment: reading only up to the reported
+    // high watermark missed a stream's latest record on tansu (tests/cluster.rs), and the latest record is
+    // the one that counts.
     let mut quiet_since: Option<Instant> = None;
     loop {
         if Instant::now() > deadline {
