@@ -29,7 +29,7 @@ const SESSION_MS: u64 = 3_000;
 /// Registry partitions: few enough that every worker gets streams (ids hash to partitions with murmur2).
 const PARTITIONS: i32 = 6;
 /// Long enough for the whole scenario; the publishers play it once, in real time.
-const SCENE_SECS: u32 = 330;
+const SCENE_SECS: u32 = 240;
 
 fn ids() -> Vec<String> {
     (0..12).map(|i| format!("shop{i:02}")).collect()
@@ -70,8 +70,8 @@ impl Group {
         let wav = dir.path().join("silence.wav");
         write_silent_wav(&wav, SCENE_SECS);
         let (coffee, rocket_video) = (dir.path().join("coffee.mp4"), dir.path().join("rocket.mp4"));
-        render_scene_sized(&coffee, &[("coffee.png", 0, SCENE_SECS)], SCENE_SECS, Some(&wav), (480, 270), 8);
-        render_scene_sized(&rocket_video, &[("rocket.jpg", 0, SCENE_SECS)], SCENE_SECS, Some(&wav), (480, 270), 8);
+        render_scene_sized(&coffee, &[("coffee.png", 0, SCENE_SECS)], SCENE_SECS, Some(&wav), (320, 180), 8);
+        render_scene_sized(&rocket_video, &[("rocket.jpg", 0, SCENE_SECS)], SCENE_SECS, Some(&wav), (320, 180), 8);
         let servers = Servers::start();
         let mut publishers: Vec<Proc> = ids().iter().map(|id| publish_file_rtmp(&coffee, &servers.rtmp_url(id))).collect();
         publishers.push(publish_file_rtmp(&rocket_video, &servers.rtmp_url("rocket")));
