@@ -8,33 +8,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use support::Rng;
+use support::{Rng, clustered, manifest, unit};
 
 use livesku::encode::{EncoderConfig, Manifest};
 use livesku::gallery::admin::GalleryControl;
 use livesku::gallery::persist::{self, DATA_FILE, GRAPH_FILE, INDEX_DIR, IndexError, SIDECAR};
 use livesku::gallery::{Gallery, GalleryConfig, IndexKind, Product, Searcher};
-
-fn manifest(dir: &Path) -> Manifest {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/default/manifest.toml")).unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("manifest.toml"), text).unwrap();
-    Manifest::load(dir).unwrap()
-}
-
-fn unit(mut v: Vec<f32>) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|x| *x /= n);
-    v
-}
-
-/// Clustered unit vectors, like embeddings of related products.
-fn clustered(rng: &mut Rng, n: usize, dim: usize, clusters: usize) -> Vec<Vec<f32>> {
-    let centres: Vec<Vec<f32>> = (0..clusters).map(|_| unit((0..dim).map(|_| rng.next_f32() - 0.5).collect())).collect();
-    (0..n)
-        .map(|i| unit(centres[i % clusters].iter().map(|x| x + 2.4 * (rng.next_f32() - 0.5) / (dim as f32).sqrt()).collect()))
-        .collect()
-}
 
 fn product(id: &str) -> Product {
     Product { row: 0, product_id: id.to_string(), title: format!("Product {id}"), metadata: serde_json::Map::new() }
@@ -58,7 +37,7 @@ struct Fixture {
 
 fn fixture(n: usize, seed: u64) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
-    let m = manifest(&tmp.path().join("model"));
+    let m = manifest(&tmp.path().join("model"), None);
     let mut rng = Rng::new(seed);
     let vectors = clustered(&mut rng, n, m.embedding_dim(), n / 20);
     let dir = tmp.path().join("gallery");

@@ -2,41 +2,10 @@
 
 mod support;
 
-use support::Rng;
+use support::{Rng, clustered, manifest, unit};
 
-use livesku::encode::Manifest;
 use livesku::gallery::config::HnswParams;
 use livesku::gallery::{Gallery, GalleryConfig, GalleryError, IndexKind, Product, Searcher};
-
-/// The repository's default manifest (only the TOML is read; no model files needed), with another version
-/// string when asked.
-fn manifest(dir: &std::path::Path, version: Option<&str>) -> Manifest {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/default/manifest.toml")).unwrap();
-    let text = match version {
-        Some(v) => text.lines().map(|l| if l.starts_with("version = ") { format!("version = \"{v}\"") } else { l.to_string() }).collect::<Vec<_>>().join("\n"),
-        None => text,
-    };
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("manifest.toml"), text).unwrap();
-    Manifest::load(dir).unwrap()
-}
-
-fn unit(mut v: Vec<f32>) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|x| *x /= n);
-    v
-}
-
-/// Clustered unit vectors, like embeddings of related products.
-fn clustered(rng: &mut Rng, n: usize, dim: usize, clusters: usize) -> Vec<Vec<f32>> {
-    let centres: Vec<Vec<f32>> = (0..clusters).map(|_| unit((0..dim).map(|_| rng.next_f32() - 0.5).collect())).collect();
-    (0..n)
-        .map(|i| {
-            let c = &centres[i % clusters];
-            unit(c.iter().map(|x| x + 0.6 * (rng.next_f32() - 0.5) / (dim as f32).sqrt() * 4.0).collect())
-        })
-        .collect()
-}
 
 fn product(id: &str, i: usize) -> Product {
     let mut metadata = serde_json::Map::new();

@@ -89,3 +89,33 @@ impl Rng {
         (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32
     }
 }
+
+/// The repository's default manifest (only the TOML is read; no model files needed) copied into `dir`,
+/// with another version string when asked.
+pub fn manifest(dir: &std::path::Path, version: Option<&str>) -> livesku::encode::Manifest {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/models/default/manifest.toml")).unwrap();
+    let text = match version {
+        Some(v) => text.lines().map(|l| if l.starts_with("version = ") { format!("version = \"{v}\"") } else { l.to_string() }).collect::<Vec<_>>().join("\n"),
+        None => text,
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("manifest.toml"), text).unwrap();
+    livesku::encode::Manifest::load(dir).unwrap()
+}
+
+pub fn unit(mut v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= n);
+    v
+}
+
+/// Clustered unit vectors, like embeddings of related products.
+pub fn clustered(rng: &mut Rng, n: usize, dim: usize, clusters: usize) -> Vec<Vec<f32>> {
+    let centres: Vec<Vec<f32>> = (0..clusters).map(|_| unit((0..dim).map(|_| rng.next_f32() - 0.5).collect())).collect();
+    (0..n)
+        .map(|i| {
+            let c = &centres[i % clusters];
+            unit(c.iter().map(|x| x + 0.6 * (rng.next_f32() - 0.5) / (dim as f32).sqrt() * 4.0).collect())
+        })
+        .collect()
+}
