@@ -288,11 +288,10 @@ impl Owner {
             let parts = self.parts.lock();
             ps.iter().flat_map(|p| parts.get(p).into_iter().flat_map(move |part| part.running.keys().map(move |id| (*p, id.clone())))).collect()
         };
-        let service = self.service.clone();
         for (_, id) in &ids {
             self.handover.leaving(id);
         }
-        let stops = ids.iter().map(|(_, id)| service.remove_stream_drained(id, DRAIN_TIMEOUT));
+        let stops = ids.iter().map(|(_, id)| self.service.remove_stream_drained(id, DRAIN_TIMEOUT));
         for (r, (_, id)) in self.runtime.block_on(futures::future::join_all(stops)).into_iter().zip(&ids) {
             if let Err(e) = r {
                 tracing::warn!(stream = %id, error = %e, "stream stop on revoke");
