@@ -10,6 +10,7 @@
 //!
 //!     cargo bench --bench service                      # phases 1,2,4,...,12 streams, 30 s each
 //!     LIVESKU_BENCH_STREAMS=1,3 LIVESKU_BENCH_SECS=20 cargo bench --bench service
+//!     LIVESKU_BENCH_MODEL=/tmp/int8 cargo bench --bench service   # another model dir (e.g. `livesku quantize`)
 //!
 //! Needs scripts/setup.sh (nginx-rtmp, tansu, models, demo products); a missing piece fails loudly.
 
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::broker::Broker;
-use common::scene::{demo_gallery, render_scene_sized, write_silent_wav};
+use common::scene::{demo_gallery, demo_gallery_with, render_scene_sized, write_silent_wav};
 use common::{Proc, Servers, publish_file_rtmp};
 use livesku::publish::{Publisher, SinkKind};
 use livesku::service::{Service, ServiceConfig};
@@ -46,8 +47,12 @@ fn main() {
     );
     let warmup = Duration::from_secs(8);
 
+    let model = std::env::var_os("LIVESKU_BENCH_MODEL").map(std::path::PathBuf::from);
     let dir = tempfile::tempdir().unwrap();
-    let gallery = demo_gallery(dir.path());
+    let gallery = match &model {
+        None => demo_gallery(dir.path()),
+        Some(m) => demo_gallery_with(dir.path(), &["--model", m.to_str().expect("LIVESKU_BENCH_MODEL: a UTF-8 path")]),
+    };
     let shows = [
         ("coffee.png", 0, 8),
         ("rocket.jpg", 10, 18),
@@ -71,6 +76,7 @@ fn main() {
     let broker = Broker::start(&[(TOPIC, 8)]);
     let mut cfg = ServiceConfig::default();
     cfg.gallery.path = Some(gallery.into());
+    cfg.encoder.model_dir = model;
     cfg.ingest.max_rate_hz = 1.0;
     // Keyframes only: speech has its own benchmark (benches/asr.rs).
     cfg.asr.enabled = false;

@@ -64,7 +64,8 @@ fn encoder_matches_python_onnxruntime() {
         "Oat milk, 1 litre, organic and barista-friendly",
         "x",
     ];
-    let text = enc.text.as_mut().expect("default model has a text tower");
+    let model_dir = enc.manifest.dir.clone();
+    let text = enc.text_encoder().unwrap().expect("default model has a text tower");
     let (ids, mask, len) = text.tokenize(&texts).unwrap();
     let rust_text = text.run_tokens(&ids, &mask, texts.len(), len).unwrap();
 
@@ -84,7 +85,7 @@ fn encoder_matches_python_onnxruntime() {
     );
     let status = Command::new(&python)
         .arg(script)
-        .arg(&enc.manifest.dir)
+        .arg(&model_dir)
         .arg(work.path())
         .status()
         .unwrap();

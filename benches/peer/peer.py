@@ -16,6 +16,7 @@ fast_image_resize), numpy does the rest. The last line on stderr is a JSON summa
 """
 
 import argparse
+import base64
 import collections
 import json
 import os
@@ -102,6 +103,18 @@ class Model:
 def unit(x):
     n = np.linalg.norm(x, axis=-1, keepdims=True)
     return np.where(n > 0, x / np.where(n > 0, n, 1), x).astype(np.float32)
+
+
+def cached_backgrounds(gallery_dir, model):
+    """The references' vectors that `gallery build` stores with the gallery (background.json), as livesku
+    reads them: the same gallery files on both sides. None when absent or made by another model."""
+    path = os.path.join(gallery_dir, "background.json")
+    if not os.path.exists(path):
+        return None
+    cache = json.load(open(path))
+    if cache["model_version"] != model.manifest["version"] or len(cache["vectors"]) != 15:
+        return None
+    return np.stack([np.frombuffer(base64.b64decode(v), dtype="<f4") for v in cache["vectors"]])[:, : model.dim]
 
 
 def synthetic_backgrounds(size=224, seed=7):
@@ -290,8 +303,10 @@ def main():
     cal = model.manifest.get("track", {})
     cfg = dict(TRACK, enter=cal.get("enter_threshold", TRACK["enter"]), exit=cal.get("exit_threshold", TRACK["exit"]),
                margin=cal.get("min_margin", TRACK["margin"]))
-    # Page side: unweighted unit vectors.
-    background = model.embed(np.stack([model.prepare(b) for b in synthetic_backgrounds()]))
+    background = cached_backgrounds(args.gallery, model)
+    if background is None:
+        # Page side: unweighted unit vectors.
+        background = model.embed(np.stack([model.prepare(b) for b in synthetic_backgrounds()]))
     stream_id = args.stream_id or os.path.splitext(os.path.basename(args.uri.rstrip("/")))[0]
     tracker = Tracker(cfg, stream_id)
     k = min(TOP_K, len(gallery.ids))

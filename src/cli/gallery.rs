@@ -118,6 +118,8 @@ fn add(catalog: &std::path::Path, g: &mut Gallery, enc: &mut Encoder) -> anyhow:
     }
     // Large enough for HNSW with the default settings: persist the graph now (or bring the persisted one up
     // to date), so the service loads it instead of building it (src/gallery/persist.rs).
+    // The empty-set references' vectors too (src/matcher/background.rs), so the first start need not embed them.
+    crate::matcher::Background::load_or_build(enc, &[], g.dir())?;
     let search = gallery::GalleryConfig::default();
     if search.use_hnsw(g.len()) {
         let t = std::time::Instant::now();

@@ -16,7 +16,7 @@ use super::visual::VisualEncoder;
 pub struct Encoder {
     pub manifest: Manifest,
     pub visual: VisualEncoder,
-    pub text: Option<TextEncoder>,
+    text: TextTower,
     pub weights: FusionWeights,
     /// `[encoder.localise]`: salient regions re-embedded per keyframe ([`Encoder::encode_frames`]).
     pub localise: LocaliseConfig,
@@ -41,6 +41,14 @@ impl From<Vec<f32>> for FrameVectors {
     }
 }
 
+/// The text tower's session: opened with the encoder, or on the first text (see
+/// [`Encoder::open_deferring_text`]), or absent from the model.
+enum TextTower {
+    Absent,
+    Deferred { opts: SessionOptions, cache: usize },
+    Open(TextEncoder),
+}
+
 /// Which side of the match an input is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -52,6 +60,17 @@ pub enum Side {
 
 impl Encoder {
     pub fn open(cfg: &EncoderConfig) -> Result<Self, EncodeError> {
+        Self::open_with(cfg, false)
+    }
+
+    /// As [`Encoder::open`], but the text tower's session (a 69 MB model for the default one) is only
+    /// opened when a text first needs it: for a service whose keyframes carry no text (ASR off), where
+    /// it would cost start-up time and memory for nothing.
+    pub fn open_deferring_text(cfg: &EncoderConfig) -> Result<Self, EncodeError> {
+        Self::open_with(cfg, true)
+    }
+
+    fn open_with(cfg: &EncoderConfig, defer_text: bool) -> Result<Self, EncodeError> {
         let manifest = Manifest::load(&cfg.model_dir())?;
         let opts = SessionOptions {
             provider: cfg.provider,
@@ -59,8 +78,9 @@ impl Encoder {
         };
         let visual = VisualEncoder::new(&manifest, opts)?;
         let text = match manifest.text {
-            Some(_) => Some(TextEncoder::new(&manifest, opts, cfg.text_cache)?),
-            None => None,
+            None => TextTower::Absent,
+            Some(_) if defer_text => TextTower::Deferred { opts, cache: cfg.text_cache },
+            Some(_) => TextTower::Open(TextEncoder::new(&manifest, opts, cfg.text_cache)?),
         };
         let weights = FusionWeights {
             visual_weight: cfg.visual_weight.unwrap_or(manifest.fusion.visual_weight),
@@ -125,15 +145,35 @@ impl Encoder {
         }
     }
 
+    /// The text tower (opened now if it was deferred); `None` when the model has none.
+    pub fn text_encoder(&mut self) -> Result<Option<&mut TextEncoder>, EncodeError> {
+        if let TextTower::Deferred { opts, cache } = self.text {
+            tracing::info!("opening the text tower (first text to embed)");
+            self.text = TextTower::Open(TextEncoder::new(&self.manifest, opts, cache)?);
+        }
+        Ok(match &mut self.text {
+            TextTower::Open(t) => Some(t),
+            _ => None,
+        })
+    }
+
+    /// Whether the text tower's session is open (it may be deferred until the first text).
+    pub fn text_is_open(&self) -> bool {
+        matches!(self.text, TextTower::Open(_))
+    }
+
     /// The text tower's vector per item (none for items without text, or without a text tower).
     fn text_vectors(&mut self, n: usize, texts: &[Option<&str>]) -> Result<Vec<Option<Arc<[f32]>>>, EncodeError> {
         let mut text_vecs: Vec<Option<Arc<[f32]>>> = vec![None; n];
-        if let Some(text) = self.text.as_mut() {
-            let wanted: Vec<(usize, &str)> = texts
-                .iter()
-                .enumerate()
-                .filter_map(|(i, t)| t.filter(|t| !t.trim().is_empty()).map(|t| (i, t)))
-                .collect();
+        let wanted: Vec<(usize, &str)> = texts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.filter(|t| !t.trim().is_empty()).map(|t| (i, t)))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(text_vecs);
+        }
+        if let Some(text) = self.text_encoder()? {
             let strs: Vec<&str> = wanted.iter().map(|(_, t)| *t).collect();
             for ((i, _), v) in wanted.iter().zip(text.encode(&strs)?) {
                 text_vecs[*i] = Some(v);

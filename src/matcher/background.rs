@@ -2,15 +2,35 @@
 //! resembles *some* product at cosine ~0.8 with the default encoder). A keyframe abstains when its best
 //! product does not beat the best background reference by `gallery.background_margin`.
 //!
-//! The references are synthetic empty-studio frames (flat tones, gradients, sensor noise) embedded at
-//! start-up like catalogue pages, plus any snapshots of the real empty set listed in
-//! `gallery.background_images` (the better option for a known studio).
+//! The references are synthetic empty-studio frames (flat tones, gradients, sensor noise) embedded like
+//! catalogue pages, plus any snapshots of the real empty set listed in `gallery.background_images` (the
+//! better option for a known studio). Their vectors are kept next to the gallery (`background.json`,
+//! written by `gallery build` and by the first start), keyed by the model version and a sha256 of the
+//! references' pixels, so a start does not spend a batch of tower passes on the same 15+ pictures.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use image::{Rgb, RgbImage};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::encode::{EncodeError, Encoder, Side};
+
+/// The cache file in the gallery directory.
+pub const CACHE_FILE: &str = "background.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cache {
+    model_version: String,
+    /// sha256 over every reference's size and pixels, in order.
+    references_sha256: String,
+    dim: usize,
+    /// Little-endian f32 rows, base64 (exact, unlike decimal floats).
+    vectors: Vec<String>,
+}
 
 /// Page-side embeddings of the background references, one per row.
 pub struct Background {
@@ -18,14 +38,37 @@ pub struct Background {
 }
 
 impl Background {
-    pub fn build(encoder: &mut Encoder, extra: &[PathBuf]) -> Result<Self, BackgroundError> {
-        let mut images = synthetic(224);
-        for path in extra {
-            let img = image::open(path)
-                .map_err(|e| BackgroundError::Image(format!("{}: {e}", path.display())))?
-                .to_rgb8();
-            images.push(img);
+    /// The references' vectors from `gallery_dir`'s cache when it was made by this model from the same
+    /// pictures; otherwise embedded and the cache written (a cache that cannot be written is a warning:
+    /// the next start embeds again).
+    pub fn load_or_build(encoder: &mut Encoder, extra: &[PathBuf], gallery_dir: &Path) -> Result<Self, BackgroundError> {
+        let images = references(extra)?;
+        let key = references_sha256(&images);
+        let path = gallery_dir.join(CACHE_FILE);
+        match read_cache(&path, &encoder.manifest.version, &key, encoder.dim(), images.len()) {
+            Ok(Some(vectors)) => return Ok(Background { vectors }),
+            Ok(None) => {}
+            Err(reason) => tracing::warn!(path = %path.display(), reason, "background cache not used (embedding the references again)"),
         }
+        let background = Self::embed(encoder, &images)?;
+        let cache = Cache {
+            model_version: encoder.manifest.version.clone(),
+            references_sha256: key,
+            dim: encoder.dim(),
+            vectors: background.vectors.iter().map(|v| B64.encode(v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())).collect(),
+        };
+        let tmp = path.with_extension("json.tmp");
+        let written = serde_json::to_vec(&cache)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the background cache");
+        }
+        Ok(background)
+    }
+
+    fn embed(encoder: &mut Encoder, images: &[RgbImage]) -> Result<Self, BackgroundError> {
         let clips: Vec<[&RgbImage; 1]> = images.iter().map(|i| [i]).collect();
         let refs: Vec<&[&RgbImage]> = clips.iter().map(|c| c.as_slice()).collect();
         let texts = vec![None; refs.len()];
@@ -53,6 +96,61 @@ pub enum BackgroundError {
     Image(String),
     #[error("cannot embed background references: {0}")]
     Encode(#[from] EncodeError),
+}
+
+/// The synthetic references, then `extra` in order.
+fn references(extra: &[PathBuf]) -> Result<Vec<RgbImage>, BackgroundError> {
+    let mut images = synthetic(224);
+    for path in extra {
+        let img = image::open(path)
+            .map_err(|e| BackgroundError::Image(format!("{}: {e}", path.display())))?
+            .to_rgb8();
+        images.push(img);
+    }
+    Ok(images)
+}
+
+fn references_sha256(images: &[RgbImage]) -> String {
+    let mut h = Sha256::new();
+    for img in images {
+        h.update(img.width().to_le_bytes());
+        h.update(img.height().to_le_bytes());
+        h.update(img.as_raw());
+    }
+    hex::encode(h.finalize())
+}
+
+/// The cached vectors when the cache matches; `Ok(None)` when there is none or it belongs to another
+/// model or other references (a normal change); `Err` when it is unreadable or malformed.
+fn read_cache(path: &Path, model_version: &str, key: &str, dim: usize, count: usize) -> Result<Option<Vec<Vec<f32>>>, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    let cache: Cache = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+    if cache.model_version != model_version || cache.references_sha256 != key {
+        return Ok(None);
+    }
+    if cache.dim != dim || cache.vectors.len() != count {
+        return Err(format!("holds {} vectors of {} dims, expected {count} of {dim}", cache.vectors.len(), cache.dim));
+    }
+    cache
+        .vectors
+        .iter()
+        .map(|row| {
+            let raw = B64.decode(row).map_err(|e| e.to_string())?;
+            if raw.len() != dim * 4 {
+                return Err(format!("a row of {} bytes, expected {}", raw.len(), dim * 4));
+            }
+            let v: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err("a row with a non-finite value".into());
+            }
+            Ok(v)
+        })
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 /// Flat tones, vertical and horizontal gradients, and noisy versions of them.

@@ -164,10 +164,11 @@ impl Service {
         ingest::pipeline::init()?;
         let health = Health::default();
         let gallery_dir = cfg.gallery_path()?;
-        let mut encoder = Encoder::open(&cfg.encoder)?;
-        let background = Background::build(&mut encoder, &cfg.gallery.background_images)?;
+        // With ASR off no keyframe carries text: the text tower opens only if one ever does.
+        let mut encoder = if cfg.asr.enabled { Encoder::open(&cfg.encoder)? } else { Encoder::open_deferring_text(&cfg.encoder)? };
         let gallery = Gallery::open(gallery_dir, Some(&encoder.manifest))
             .map_err(|source| ServiceError::Gallery { path: gallery_dir.display().to_string(), source })?;
+        let background = Background::load_or_build(&mut encoder, &cfg.gallery.background_images, gallery_dir)?;
         let context = EventContext {
             model_version: format!("{}@{}", encoder.manifest.name, encoder.manifest.version),
             gallery_version: gallery_version(&gallery),

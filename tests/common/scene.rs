@@ -91,12 +91,16 @@ pub fn render_scene_at(
 
 /// Builds a gallery of the demo products into `dir/gallery`; returns its path.
 pub fn demo_gallery(dir: &Path) -> String {
+    demo_gallery_with(dir, &[])
+}
+
+/// [`demo_gallery`] with more `gallery build` arguments (e.g. `--model DIR`).
+pub fn demo_gallery_with(dir: &Path, extra: &[&str]) -> String {
     let gallery = dir.join("gallery");
     let catalog = demo_dir().join("catalog.jsonl");
-    let build = run_livesku(
-        &["gallery", "build", "--catalog", catalog.to_str().unwrap(), "--out", gallery.to_str().unwrap()],
-        Duration::from_secs(120),
-    );
+    let mut args = vec!["gallery", "build", "--catalog", catalog.to_str().unwrap(), "--out", gallery.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let build = run_livesku(&args, Duration::from_secs(120));
     assert!(build.success, "{}", build.stderr);
     gallery.to_str().unwrap().to_string()
 }
