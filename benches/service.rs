@@ -11,6 +11,7 @@
 //!     cargo bench --bench service                      # phases 1,2,4,...,12 streams, 30 s each
 //!     LIVESKU_BENCH_STREAMS=1,3 LIVESKU_BENCH_SECS=20 cargo bench --bench service
 //!     LIVESKU_BENCH_MODEL=/tmp/int8 cargo bench --bench service   # another model dir (e.g. `livesku quantize`)
+//!     LIVESKU_BENCH_MAX_BATCH=8 cargo bench --bench service        # `encoder.max_batch` (default 16)
 //!
 //! Needs scripts/setup.sh (nginx-rtmp, tansu, models, demo products); a missing piece fails loudly.
 
@@ -77,6 +78,9 @@ fn main() {
     let mut cfg = ServiceConfig::default();
     cfg.gallery.path = Some(gallery.into());
     cfg.encoder.model_dir = model;
+    if let Ok(b) = std::env::var("LIVESKU_BENCH_MAX_BATCH") {
+        cfg.encoder.max_batch = b.parse().expect("LIVESKU_BENCH_MAX_BATCH: a batch size");
+    }
     cfg.ingest.max_rate_hz = 1.0;
     // Keyframes only: speech has its own benchmark (benches/asr.rs).
     cfg.asr.enabled = false;
@@ -107,9 +111,9 @@ fn main() {
     let process_cpu_start = process_cpu_secs();
 
     println!(
-        "\n| streams | keyframes/s | dropped | CPU (cores) | RSS MB | events | latency p50 ms | p99 ms | max ms |"
+        "\n| streams | keyframes/s | dropped | CPU (cores) | machine CPU (cores) | RSS MB | events | latency p50 ms | p99 ms | max ms |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut publishers: Vec<(String, Proc)> = Vec::new();
     let mut rows = Vec::new();
     for (i, &n) in counts.iter().enumerate() {
@@ -123,18 +127,19 @@ fn main() {
         keep_publishing(&mut publishers, &scene, warmup);
         phase_no.store(i + 1, Relaxed);
         let (kf0, drop0) = totals(&service);
-        let (cpu_a, t_a) = (process_cpu_secs(), Instant::now());
+        let (cpu_a, busy_a, t_a) = (process_cpu_secs(), machine_busy_secs(), Instant::now());
         keep_publishing(&mut publishers, &scene, phase);
         let (kf1, drop1) = totals(&service);
         let secs = t_a.elapsed().as_secs_f64();
         let cores = (process_cpu_secs() - cpu_a) / secs;
+        let machine = (machine_busy_secs() - busy_a) / secs;
         let rss = rss_kb();
         phase_no.store(0, Relaxed);
         std::thread::sleep(Duration::from_secs(2)); // events of this phase still in flight
         let lat: Vec<f64> = latencies.lock().iter().filter(|(p, _)| *p == i + 1).map(|(_, l)| *l).collect();
         let (p50, p99, max) = (pct(&lat, 0.5), pct(&lat, 0.99), pct(&lat, 1.0));
         println!(
-            "| {n} | {:.2} | {} | {cores:.2} | {} | {} | {p50:.0} | {p99:.0} | {max:.0} |",
+            "| {n} | {:.2} | {} | {cores:.2} | {machine:.2} | {} | {} | {p50:.0} | {p99:.0} | {max:.0} |",
             (kf1 - kf0) as f64 / secs,
             drop1 - drop0,
             rss / 1024,
@@ -322,6 +327,17 @@ fn print_cpu_breakdown(
 }
 
 /// User + system CPU seconds of the whole process, threads that have exited included.
+/// CPU seconds the whole machine has spent busy (all processes: the bench's publishers, nginx and the
+/// broker share the two cores with the service), from /proc/stat.
+fn machine_busy_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return 0.0 };
+    let Some(cpu) = stat.lines().next() else { return 0.0 };
+    let f: Vec<f64> = cpu.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice: guest time is inside user already,
+    // steal is the hypervisor's.
+    [0, 1, 2, 5, 6].iter().filter_map(|&i| f.get(i)).sum::<f64>() / 100.0
+}
+
 fn process_cpu_secs() -> f64 {
     let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
     let Some(close) = stat.rfind(')') else { return 0.0 };

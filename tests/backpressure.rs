@@ -20,7 +20,7 @@ fn run_stream(uri: &str, secs: u64, consume: impl FnOnce(&Receiver<Keyframe>)) -
     let rt = tokio::runtime::Runtime::new().unwrap();
     let source = Source::parse(uri).unwrap();
     let handle = rt.block_on(async {
-        ingest::spawn("s".into(), source, cfg, Outputs { keyframes: kf_tx, audio: audio_tx, preview: None }, status_tx)
+        ingest::spawn("s".into(), source, cfg, Outputs { keyframes: kf_tx, audio: Some(audio_tx), preview: None }, status_tx)
     });
     let stats = handle.stats.clone();
     std::thread::sleep(Duration::from_secs(secs));

@@ -97,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .build()?;
     let handles: Vec<StreamHandle> = runtime.block_on(async {
         // One channel for all streams: the printer is their only consumer.
-        let outputs = Outputs { keyframes: kf_tx, audio: audio_tx, preview: None };
+        let outputs = Outputs { keyframes: kf_tx, audio: Some(audio_tx), preview: None };
         unique_ids(&sources)
             .into_iter()
             .zip(sources)

@@ -72,7 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             StreamKey::new(id, 0),
             source,
             cfg.clone(),
-            Outputs { keyframes: kf_tx, audio: audio_tx, preview: None },
+            Outputs { keyframes: kf_tx, audio: Some(audio_tx), preview: None },
             status_tx,
         )
     });

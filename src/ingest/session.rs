@@ -27,7 +27,8 @@ use crate::sample::{NearDuplicateFilter, RateLimiter, phash};
 #[derive(Clone)]
 pub struct Outputs {
     pub keyframes: Sender<Keyframe>,
-    pub audio: Sender<AudioChunk>,
+    /// `None`: nobody listens (ASR off), and the stream's audio is not even decoded.
+    pub audio: Option<Sender<AudioChunk>>,
     /// Sees every delivered keyframe before it is queued (the dashboard's "camera now" tile, which must not
     /// lag behind a busy encoder). Runs on the streaming thread: it must be quick and never block.
     pub preview: Option<Preview>,
@@ -134,7 +135,7 @@ impl Session {
         }
     }
 
-    pub fn install(self: &Arc<Self>, keyframes: &AppSink, audio: &AppSink) {
+    pub fn install(self: &Arc<Self>, keyframes: &AppSink, audio: Option<&AppSink>) {
         let this = self.clone();
         keyframes.set_callbacks(
             AppSinkCallbacks::builder()
@@ -146,6 +147,7 @@ impl Session {
                 })
                 .build(),
         );
+        let Some(audio) = audio else { return };
         let this = self.clone();
         let on_eos = self.clone();
         audio.set_callbacks(
@@ -261,8 +263,8 @@ impl Session {
             sample_rate: AUDIO_RATE,
             samples,
         };
-        let Some(outputs) = self.outputs() else { return };
-        match self.deliver(&outputs.audio, chunk) {
+        let Some(tx) = self.outputs().and_then(|o| o.audio) else { return };
+        match self.deliver(&tx, chunk) {
             Ok(()) => {
                 self.stats.audio_ms.fetch_add(ms, Relaxed);
             }

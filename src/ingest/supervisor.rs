@@ -178,7 +178,7 @@ impl Supervisor {
     /// Runs one pipeline until it ends; returns why, and whether any data arrived.
     async fn session(&self, offset_ms: u64) -> (End, bool) {
         let heartbeat = Arc::new(Heartbeat::new());
-        let built = match pipeline::build(&self.source, &self.cfg, heartbeat.clone()) {
+        let built = match pipeline::build(&self.source, &self.cfg, heartbeat.clone(), self.outputs.audio.is_some()) {
             Ok(b) => b,
             Err(e) => return (End::Fatal(e.to_string()), false),
         };
@@ -191,7 +191,7 @@ impl Supervisor {
             offset_ms,
             !self.source.live,
         );
-        session.install(&built.keyframes, &built.audio);
+        session.install(&built.keyframes, built.audio.as_ref());
         let pipeline = built.pipeline;
         let end = self.watch(&pipeline, &heartbeat).await;
         if !matches!(end, End::Eos) {

@@ -100,9 +100,10 @@ pub struct Service {
 struct Inputs {
     batcher: Batcher,
     /// Speech audio of live streams, and of files: apart, so a file (which waits on a full channel
-    /// instead of dropping) cannot crowd live speech out; the VAD serves live first.
-    live_audio: Sender<AudioChunk>,
-    file_audio: Sender<AudioChunk>,
+    /// instead of dropping) cannot crowd live speech out; the VAD serves live first. `None` with ASR
+    /// off: streams then do not decode their audio at all.
+    live_audio: Option<Sender<AudioChunk>>,
+    file_audio: Option<Sender<AudioChunk>>,
     /// Nobody needs the change notifications (states are read from the stream handles): the receiver
     /// is gone and supervisors' sends fail harmlessly.
     status: Sender<StatusChange>,
@@ -189,9 +190,9 @@ impl Service {
 
         // Speech: VAD + Moonshine workers fill the transcript windows the encoder tags keyframes from.
         let transcripts = Transcripts::default();
-        let (live_audio, live_rx) = crossbeam_channel::bounded::<AudioChunk>(cfg.ingest.channel_capacity);
-        let (file_audio, file_rx) = crossbeam_channel::bounded::<AudioChunk>(cfg.ingest.channel_capacity);
-        let asr_metrics = if cfg.asr.enabled {
+        let (asr_metrics, live_audio, file_audio) = if cfg.asr.enabled {
+            let (live_audio, live_rx) = crossbeam_channel::bounded::<AudioChunk>(cfg.ingest.channel_capacity);
+            let (file_audio, file_rx) = crossbeam_channel::bounded::<AudioChunk>(cfg.ingest.channel_capacity);
             let sink = transcripts.clone();
             let asr = AsrStage::start(
                 &cfg.asr,
@@ -204,18 +205,9 @@ impl Service {
             )?;
             let metrics = asr.metrics.clone();
             threads.extend(asr.into_threads());
-            Some(metrics)
+            (Some(metrics), Some(live_audio), Some(file_audio))
         } else {
-            threads.push(stage::spawn(&health, "audio-drain", move || {
-                // Nothing transcribes: drain both until every stream is gone.
-                let mut audio = crate::asr::AudioInputs::new(vec![live_rx, file_rx]);
-                while !matches!(
-                    audio.recv_timeout(Duration::from_secs(1)),
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected)
-                ) {}
-                Ok(())
-            })?);
-            None
+            (None, None, None)
         };
 
         // Encode: per-stream queues (opened in add_stream) -> batches -> embeddings.
