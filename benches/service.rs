@@ -12,6 +12,7 @@
 //!     LIVESKU_BENCH_STREAMS=1,3 LIVESKU_BENCH_SECS=20 cargo bench --bench service
 //!     LIVESKU_BENCH_MODEL=/tmp/int8 cargo bench --bench service   # another model dir (e.g. `livesku quantize`)
 //!     LIVESKU_BENCH_MAX_BATCH=8 cargo bench --bench service        # `encoder.max_batch` (default 16)
+//!     LIVESKU_BENCH_MAX_REGIONS=0 cargo bench --bench service      # `encoder.localise.max_regions` (0 = off)
 //!
 //! Needs scripts/setup.sh (nginx-rtmp, tansu, models, demo products); a missing piece fails loudly.
 
@@ -81,6 +82,9 @@ fn main() {
     if let Ok(b) = std::env::var("LIVESKU_BENCH_MAX_BATCH") {
         cfg.encoder.max_batch = b.parse().expect("LIVESKU_BENCH_MAX_BATCH: a batch size");
     }
+    if let Ok(r) = std::env::var("LIVESKU_BENCH_MAX_REGIONS") {
+        cfg.encoder.localise.max_regions = r.parse().expect("LIVESKU_BENCH_MAX_REGIONS: a count");
+    }
     cfg.ingest.max_rate_hz = 1.0;
     // Keyframes only: speech has its own benchmark (benches/asr.rs).
     cfg.asr.enabled = false;
@@ -116,6 +120,7 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut publishers: Vec<(String, Proc)> = Vec::new();
     let mut rows = Vec::new();
+    let mut encoder_rows = Vec::new();
     for (i, &n) in counts.iter().enumerate() {
         while publishers.len() < n {
             let key = format!("shop-{}", publishers.len() + 1);
@@ -127,9 +132,11 @@ fn main() {
         keep_publishing(&mut publishers, &scene, warmup);
         phase_no.store(i + 1, Relaxed);
         let (kf0, drop0) = totals(&service);
+        let enc0 = encoder_totals(&service);
         let (cpu_a, busy_a, t_a) = (process_cpu_secs(), machine_busy_secs(), Instant::now());
         keep_publishing(&mut publishers, &scene, phase);
         let (kf1, drop1) = totals(&service);
+        let enc1 = encoder_totals(&service);
         let secs = t_a.elapsed().as_secs_f64();
         let cores = (process_cpu_secs() - cpu_a) / secs;
         let machine = (machine_busy_secs() - busy_a) / secs;
@@ -146,7 +153,17 @@ fn main() {
             lat.len()
         );
         rows.push((n, rss));
+        let frames = (enc1[1] - enc0[1]).max(1) as f64;
+        encoder_rows.push(format!(
+            "| {n} | {:.1} | {:.2} | {} |",
+            frames / (enc1[0] - enc0[0]).max(1) as f64,
+            (enc1[2] - enc0[2]) as f64 / frames,
+            enc1[3] - enc0[3]
+        ));
     }
+
+    println!("\n| streams | frames per batch | region crops per frame | frames without regions (shed) |\n|---|---|---|---|");
+    encoder_rows.iter().for_each(|r| println!("{r}"));
 
     // Memory: the slope over the phases is the cost of one more stream.
     if let (Some(&(n0, r0)), Some(&(n1, r1))) = (rows.first(), rows.last())
@@ -191,6 +208,12 @@ fn totals(service: &Service) -> (u64, u64) {
     let dropped = infos.iter().map(|i| i.stats.dropped).sum::<u64>()
         + service.encoder_metrics.expired.load(std::sync::atomic::Ordering::Relaxed);
     (kf, dropped)
+}
+
+/// The encoder's totals: [batches, frames, region crops, frames shed of their regions].
+fn encoder_totals(service: &Service) -> [u64; 4] {
+    let m = &service.encoder_metrics;
+    [&m.batches, &m.frames, &m.region_crops, &m.regions_shed].map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
 }
 
 struct ConsumerThread {

@@ -294,15 +294,15 @@ fn a_panicking_encoder_fails_the_stage_and_closes_its_output() {
 
 #[test]
 fn region_passes_are_shed_before_live_frames_expire() {
-    // A live frame that has used half its age budget is encoded without its region passes, a fresh one
-    // gets them; a file frame gets them alone, not while a live stream is open.
+    // A live frame that has used a quarter of its age budget is encoded without its region passes, a fresh
+    // one gets them; a file frame gets them alone, not while a live stream is open.
     let cfg = BatcherConfig { max_batch: 1, max_wait: Duration::ZERO, queue_per_stream: 8, output_capacity: 16 };
     let (batcher, out) = start(Fake { delay: Duration::ZERO, batches: Arc::default() }, cfg, None);
     let metrics = batcher.metrics();
     let live = batcher.live_stream("live".into(), Duration::from_secs(2)).unwrap();
     let file = batcher.stream("file".into()).unwrap();
     let mut late = frame("live", 1, 0);
-    late.captured_at = SystemTime::now() - Duration::from_millis(1500);
+    late.captured_at = SystemTime::now() - Duration::from_millis(700);
     live.send(late.clone()).unwrap();
     live.send(frame("live", 1, 1)).unwrap();
     late.stream_id = "file".into();

@@ -21,6 +21,8 @@ pub struct BatcherMetrics {
     pub expired: AtomicU64,
     /// Keyframes encoded without their region passes because live frames were falling behind.
     pub regions_shed: AtomicU64,
+    /// Region crops embedded (each one more tower pass).
+    pub region_crops: AtomicU64,
     /// Stream queues the worker serves now (gauge): a removed stream's queue leaves once drained.
     pub open_queues: AtomicU64,
 }
@@ -37,6 +39,7 @@ impl Default for BatcherMetrics {
             failed: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             regions_shed: AtomicU64::new(0),
+            region_crops: AtomicU64::new(0),
             open_queues: AtomicU64::new(0),
         }
     }
