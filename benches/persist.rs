@@ -2,7 +2,7 @@
 //! the graph, 1,000 products added at run time through `GalleryControl::insert` (time until searchable),
 //! and recall@10 on the isotropic worst case with the default and a denser graph.
 //!
-//!     cargo bench --bench persist                                  # 1M x 384: about 15 min on 2 cores
+//!     cargo bench --bench persist                                  # 1M x 384: about 10 min on 2 cores
 //!     LIVESKU_BENCH_PERSIST_N=200000 cargo bench --bench persist   # quicker
 //!
 //! Knobs: LIVESKU_BENCH_PERSIST_N (1000000), LIVESKU_BENCH_ADD (1000), LIVESKU_BENCH_ISO_N (100000; 0
@@ -68,12 +68,12 @@ fn main() {
     let g = Gallery::open(&dir, Some(&manifest)).expect("open");
     let open_s = secs(t);
     let t = Instant::now();
-    let built = AnnIndex::build(g.vectors(), DIM, cfg.hnsw, &|r| g.is_removed(r));
+    let built = AnnIndex::build(g.vectors(), DIM, cfg.hnsw, &|r| g.is_removed(r)).expect("build the graph");
     let build_s = secs(t);
     println!("load with rebuild: {:.1} s (open {open_s:.2} s + HNSW build {build_s:.1} s)", open_s + build_s);
     let t = Instant::now();
     persist::dump(&built, &g).expect("dump");
-    let files: u64 = ["graph.hnsw.graph", "graph.hnsw.data"].iter().map(|f| std::fs::metadata(dir.join("hnsw").join(f)).map_or(0, |m| m.len())).sum();
+    let files: u64 = std::fs::metadata(dir.join(persist::INDEX_DIR).join(persist::INDEX_FILE)).map_or(0, |m| m.len());
     println!("index written: {:.1} s, {:.2} GB", secs(t), files as f64 / 1e9);
     let q = queries(g.vectors(), m, 4);
     let before: Vec<Vec<usize>> = q.chunks(DIM).map(|one| built.search(one, 10, None).into_iter().map(|h| h.row).collect()).collect();
@@ -133,7 +133,7 @@ fn iso_recall(m: usize) {
     for (m_, efc, efss) in [(12, 64, [64, 128]), (24, 200, [128, 256])] {
         let params = HnswParams { m: m_, ef_construction: efc, ef_search: efss[0], persist: false };
         let t = Instant::now();
-        let mut index = AnnIndex::build(&g, DIM, params, &no_skip);
+        let mut index = AnnIndex::build(&g, DIM, params, &no_skip).expect("build the graph");
         let build_s = secs(t);
         for efs in efss {
             index.set_ef_search(efs);

@@ -50,7 +50,7 @@ fn main() {
     let exact_qps = m as f64 / t.elapsed().as_secs_f64();
     println!("exact top-1, {n} x {DIM}, batches of 64: {exact_qps:.1} queries/s");
     let t = Instant::now();
-    let mut index = AnnIndex::build(&g, DIM, params, &no_skip);
+    let mut index = AnnIndex::build(&g, DIM, params, &no_skip).expect("build the graph");
     println!("HNSW build {n} x {DIM} (m {}, ef_construction {}): {:.1} s", params.m, params.ef_construction, t.elapsed().as_secs_f64());
     let efs: Vec<usize> = std::env::var("LIVESKU_BENCH_EF").unwrap_or_else(|_| "16,32,64,128".into()).split(',').filter_map(|s| s.trim().parse().ok()).collect();
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());

@@ -7,12 +7,12 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 say() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# GStreamer (build + runtime + libav decoders), x264/tools for generating test streams, nginx with the
+# g++ (the USearch HNSW index is C++, built by its crate), GStreamer (build + runtime + libav decoders), x264/tools for generating test streams, nginx with the
 # RTMP module (test and demo RTMP/HLS server), espeak-ng + sox (test speech), chromium + chromium-driver
 # (dashboard test, headless), gstreamer1.0-x (`textoverlay`, Pango) + fonts-dejavu-core for the OCR test's
 # printed package images. See ../shared/STACK.md.
 APT_PACKAGES=(
-    pkg-config ca-certificates unzip
+    pkg-config ca-certificates unzip g++
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav
     gstreamer1.0-plugins-ugly gstreamer1.0-tools gstreamer1.0-x fonts-dejavu-core

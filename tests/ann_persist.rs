@@ -12,7 +12,7 @@ use support::{Rng, clustered, manifest, unit};
 
 use livesku::encode::{EncoderConfig, Manifest};
 use livesku::gallery::admin::GalleryControl;
-use livesku::gallery::persist::{self, DATA_FILE, GRAPH_FILE, INDEX_DIR, IndexError, SIDECAR};
+use livesku::gallery::persist::{self, INDEX_DIR, INDEX_FILE, IndexError, SIDECAR};
 use livesku::gallery::{Gallery, GalleryConfig, IndexKind, Product, Searcher};
 
 fn product(id: &str) -> Product {
@@ -55,7 +55,7 @@ impl Fixture {
     }
 
     fn inode(&self) -> u64 {
-        std::fs::metadata(self.index_file(GRAPH_FILE)).unwrap().ino()
+        std::fs::metadata(self.index_file(INDEX_FILE)).unwrap().ino()
     }
 
     /// Noisy views of gallery rows.
@@ -80,7 +80,7 @@ fn recall(truth: &[Vec<usize>], found: &[Vec<usize>]) -> f64 {
 fn persisted_index_round_trips() {
     let mut f = fixture(4000, 3);
     let built = Searcher::new(f.open(), &hnsw());
-    assert!(f.index_file(SIDECAR).is_file() && f.index_file(GRAPH_FILE).is_file() && f.index_file(DATA_FILE).is_file());
+    assert!(f.index_file(SIDECAR).is_file() && f.index_file(INDEX_FILE).is_file());
     assert_eq!(built.ann().unwrap().persisted_rows(), 4000);
     let inode = f.inode();
     let q = f.queries(200);
@@ -179,7 +179,7 @@ fn edit_sidecar(path: &Path, edit: impl Fn(&mut serde_json::Value)) {
     std::fs::write(path, v.to_string()).unwrap();
 }
 
-/// Makes the sidecar agree with damaged files, so only hnsw_rs itself can notice (the second guard).
+/// Makes the sidecar agree with a damaged file, so only USearch itself can notice (the second guard).
 fn reseal(dir: &Path) {
     let sidecar = dir.join(SIDECAR);
     edit_sidecar(&sidecar, |v| {
@@ -207,23 +207,22 @@ fn corrupt_index_is_reported_and_rebuilt() {
 
     type Damage = Box<dyn Fn(&Fixture)>;
     let cases: Vec<(&str, &str, Damage)> = vec![
-        ("graph file truncated", GRAPH_FILE, Box::new(|f| truncate(&f.index_file(GRAPH_FILE)))),
-        ("data file truncated", DATA_FILE, Box::new(|f| truncate(&f.index_file(DATA_FILE)))),
-        ("graph bit flipped", GRAPH_FILE, Box::new(|f| flip_byte(&f.index_file(GRAPH_FILE), |n| n / 2))),
-        ("data bit flipped", DATA_FILE, Box::new(|f| flip_byte(&f.index_file(DATA_FILE), |n| n / 3))),
-        ("graph file missing", GRAPH_FILE, Box::new(|f| std::fs::remove_file(f.index_file(GRAPH_FILE)).unwrap())),
+        ("index file truncated", INDEX_FILE, Box::new(|f| truncate(&f.index_file(INDEX_FILE)))),
+        ("index bit flipped", INDEX_FILE, Box::new(|f| flip_byte(&f.index_file(INDEX_FILE), |n| n / 2))),
+        ("index bit flipped in the vectors", INDEX_FILE, Box::new(|f| flip_byte(&f.index_file(INDEX_FILE), |n| n - 7))),
+        ("index file missing", INDEX_FILE, Box::new(|f| std::fs::remove_file(f.index_file(INDEX_FILE)).unwrap())),
         ("sidecar not JSON", SIDECAR, Box::new(|f| std::fs::write(f.index_file(SIDECAR), "{\"format\": 1, \"rows\"").unwrap())),
         ("sidecar claims more rows", SIDECAR, Box::new(|f| edit_sidecar(&f.index_file(SIDECAR), |v| v["rows"] = 1501.into()))),
         ("sidecar of other params", SIDECAR, Box::new(|f| edit_sidecar(&f.index_file(SIDECAR), |v| v["m"] = 24.into()))),
         ("sidecar of another model", SIDECAR, Box::new(|f| edit_sidecar(&f.index_file(SIDECAR), |v| v["model_version"] = "other".into()))),
         ("sidecar of other vectors", SIDECAR, Box::new(|f| edit_sidecar(&f.index_file(SIDECAR), |v| v["sample_sha256"] = "00".into()))),
-        // Sidecar re-sealed over damaged graphs: hnsw_rs's own checks (asserts, panics) must be contained.
-        ("resealed bad magic", GRAPH_FILE, Box::new(|f| {
-            flip_byte(&f.index_file(GRAPH_FILE), |_| 0);
+        // Sidecar re-sealed over a damaged file: what USearch itself reports must be contained.
+        ("resealed bad header", INDEX_FILE, Box::new(|f| {
+            flip_byte(&f.index_file(INDEX_FILE), |_| 0);
             reseal(&f.dir.join(INDEX_DIR));
         })),
-        ("resealed truncated graph", GRAPH_FILE, Box::new(|f| {
-            truncate(&f.index_file(GRAPH_FILE));
+        ("resealed truncated index", INDEX_FILE, Box::new(|f| {
+            truncate(&f.index_file(INDEX_FILE));
             reseal(&f.dir.join(INDEX_DIR));
         })),
     ];

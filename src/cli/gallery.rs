@@ -123,8 +123,9 @@ fn add(catalog: &std::path::Path, g: &mut Gallery, enc: &mut Encoder) -> anyhow:
     let search = gallery::GalleryConfig::default();
     if search.use_hnsw(g.len()) {
         let t = std::time::Instant::now();
-        let index = gallery::persist::open_or_build(g, &search.hnsw);
-        eprintln!("gallery {}: HNSW index over {} rows in hnsw/ ({:.1} s)", g.dir().display(), index.persisted_rows(), t.elapsed().as_secs_f32());
+        if let Some(index) = gallery::persist::open_or_build(g, &search.hnsw) {
+            eprintln!("gallery {}: HNSW index over {} rows in hnsw/ ({:.1} s)", g.dir().display(), index.persisted_rows(), t.elapsed().as_secs_f32());
+        }
     }
     eprintln!(
         "gallery {}: {} products added, {} lines skipped, {} products in total ({:.1} s)",

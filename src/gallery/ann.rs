@@ -1,112 +1,116 @@
-//! Approximate search for large galleries: an HNSW graph (`hnsw_rs`) over the gallery vectors, with
-//! inner-product distance `offset - <a, b>`. Gallery vectors have (nearly) equal norms (unit parts), so
-//! inner-product order is cosine order. `hnsw_rs` needs distances >= 0: `offset` is the largest squared row
-//! norm and queries are scaled to that norm, which keeps their ranking. Removed rows are filtered at query
-//! time; added rows are inserted into the live graph. The graph can be dumped next to the gallery and
-//! reloaded (src/gallery/persist.rs).
+//! Approximate search for large galleries: an HNSW graph ([USearch](https://github.com/unum-cloud/usearch))
+//! over the gallery vectors, inner-product metric (USearch's `IP` distance is `1 - <a, b>`, so a hit's
+//! score is the same dot product exact search gives). Keys are gallery rows. Removed rows are filtered at
+//! query time; added rows are inserted into the live graph. The graph can be saved next to the gallery and
+//! loaded back in one read (src/gallery/persist.rs).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anndists::dist::Distance;
-use hnsw_rs::hnsw::Hnsw;
-use hnsw_rs::prelude::FilterT;
+use parking_lot::{Mutex, RwLock};
+use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use super::config::HnswParams;
 use super::exact::Hit;
 
-/// `offset - <a, b>`, clamped at 0.
-#[derive(Debug, Clone, Copy)]
-pub struct NegDot {
-    offset: f32,
-}
+#[derive(Debug, thiserror::Error)]
+#[error("HNSW index: {0}")]
+pub struct AnnError(pub String);
 
-impl NegDot {
-    pub(super) fn new(offset: f32) -> Self {
-        NegDot { offset }
-    }
+fn ann_err(e: impl std::fmt::Display) -> AnnError {
+    AnnError(e.to_string())
 }
-
-impl Distance<f32> for NegDot {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (self.offset - dot(a, b)).max(0.0)
-    }
-}
-
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 16];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..16 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
-/// Layers of every graph: `hnsw_rs` 0.3.5 dumps only graphs allocated with its maximum (16). Levels are
-/// drawn with P(level >= l) = m^-l, so the cap never binds below billions of points.
-const LAYERS: usize = 16;
 
 pub struct AnnIndex {
-    pub(super) hnsw: Hnsw<'static, f32, NegDot>,
+    /// Searches and inserts share the lock; only growing the capacity takes it alone (USearch's `reserve`
+    /// must not race its adds or searches).
+    pub(super) index: RwLock<Index>,
     pub(super) params: HnswParams,
     pub(super) dim: usize,
-    /// Largest squared row norm seen at build time (the distance offset).
-    pub(super) offset: f32,
     /// Gallery rows covered: every row below is in the graph or was removed before it could be. Raised
     /// before rows are inserted, so a search can tell rows the gallery does not show yet.
     rows: AtomicUsize,
-    /// Rows covered by the graph files on disk (0: none written).
+    /// Rows covered by the index file on disk (0: none written).
     pub(super) persisted: AtomicUsize,
+    /// Held by inserts and by a save: a file is never written while rows go in (searches go on).
+    pub(super) mutate: Mutex<()>,
 }
 
-struct Skip<'a>(&'a (dyn Fn(usize) -> bool + Sync));
-
-impl FilterT for Skip<'_> {
-    fn hnsw_filter(&self, id: &usize) -> bool {
-        !(self.0)(*id)
+pub(super) fn options(dim: usize, params: &HnswParams) -> IndexOptions {
+    IndexOptions {
+        dimensions: dim,
+        metric: MetricKind::IP,
+        quantization: ScalarKind::F32,
+        connectivity: params.m,
+        expansion_add: params.ef_construction,
+        expansion_search: params.ef_search,
+        multi: false,
     }
+}
+
+/// Threads that insert at once (USearch keeps one search context per thread).
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 impl AnnIndex {
-    /// Builds the graph over rows `0..n` of `vectors` (n x dim), inserting in parallel.
-    pub fn build(vectors: &[f32], dim: usize, params: HnswParams, skip: &(dyn Fn(usize) -> bool + Sync)) -> Self {
-        let n = vectors.len() / dim;
-        let rows: Vec<(&[f32], usize)> =
-            (0..n).filter(|r| !skip(*r)).map(|r| (&vectors[r * dim..(r + 1) * dim], r)).collect();
-        let offset = rows.iter().map(|(v, _)| dot(v, v)).fold(1.0f32, f32::max) * 1.0001;
-        let hnsw = Hnsw::new(params.m, n.max(1), LAYERS, params.ef_construction, NegDot { offset });
-        for chunk in rows.chunks(65_536) {
-            hnsw.parallel_insert_slice(&chunk.to_vec());
-        }
-        let mut index = Self::from_parts(hnsw, params, dim, offset, n);
-        index.hnsw.set_searching_mode(true);
-        index
+    /// An empty graph for `dim`-dimensional rows.
+    pub(super) fn empty(dim: usize, params: HnswParams) -> Result<Self, AnnError> {
+        let index = Index::new(&options(dim, &params)).map_err(ann_err)?;
+        Ok(Self::from_parts(index, params, dim, 0))
     }
 
-    pub(super) fn from_parts(hnsw: Hnsw<'static, f32, NegDot>, params: HnswParams, dim: usize, offset: f32, rows: usize) -> Self {
-        AnnIndex { hnsw, params, dim, offset, rows: AtomicUsize::new(rows), persisted: AtomicUsize::new(0) }
+    /// Builds the graph over rows `0..n` of `vectors` (n x dim), inserting in parallel.
+    pub fn build(vectors: &[f32], dim: usize, params: HnswParams, skip: &(dyn Fn(usize) -> bool + Sync)) -> Result<Self, AnnError> {
+        let n = vectors.len() / dim;
+        let index = Self::empty(dim, params)?;
+        let rows: Vec<(&[f32], usize)> =
+            (0..n).filter(|r| !skip(*r)).map(|r| (&vectors[r * dim..(r + 1) * dim], r)).collect();
+        index.insert_rows(&rows)?;
+        index.set_rows(n);
+        Ok(index)
+    }
+
+    pub(super) fn from_parts(index: Index, params: HnswParams, dim: usize, rows: usize) -> Self {
+        AnnIndex { index: RwLock::new(index), params, dim, rows: AtomicUsize::new(rows), persisted: AtomicUsize::new(0), mutate: Mutex::new(()) }
     }
 
     /// Adds one row (products added after the build).
-    pub fn insert(&self, vector: &[f32], row: usize) {
-        self.insert_rows(&[(vector, row)]);
+    pub fn insert(&self, vector: &[f32], row: usize) -> Result<(), AnnError> {
+        self.insert_rows(&[(vector, row)])
     }
 
-    /// Adds rows (products added after the build), in parallel for large batches. Takes `&self`: `hnsw_rs`
-    /// locks per node, so searches run meanwhile (rows the gallery does not show yet are filtered, see
-    /// [`Self::rows`]).
-    pub fn insert_rows(&self, items: &[(&[f32], usize)]) {
+    /// Adds rows (products added after the build), on all cores for large batches. Takes `&self`:
+    /// searches run meanwhile (rows the gallery does not show yet are filtered, see [`Self::rows`]).
+    pub fn insert_rows(&self, items: &[(&[f32], usize)]) -> Result<(), AnnError> {
         debug_assert!(items.iter().all(|(v, _)| v.len() == self.dim));
-        let Some(end) = items.iter().map(|(_, r)| r + 1).max() else { return };
+        let Some(end) = items.iter().map(|(_, r)| r + 1).max() else { return Ok(()) };
+        let _mutating = self.mutate.lock();
         self.rows.fetch_max(end, Ordering::SeqCst);
-        if items.len() >= 64 {
-            self.hnsw.parallel_insert_slice(&items.to_vec());
-        } else {
-            items.iter().for_each(|item| self.hnsw.insert_slice(*item));
+        {
+            let index = self.index.upgradable_read();
+            let needed = index.size() + items.len();
+            if needed > index.capacity() {
+                // Grow by half again at least, so one-by-one adds do not reserve each time.
+                let index = parking_lot::RwLockUpgradableReadGuard::upgrade(index);
+                let target = needed.max(index.capacity() + index.capacity() / 2).max(1024);
+                index.reserve_capacity_and_threads(target, threads()).map_err(ann_err)?;
+            }
         }
+        let index = self.index.read();
+        if items.len() < 64 {
+            return items.iter().try_for_each(|(v, r)| index.add(*r as u64, v).map_err(ann_err));
+        }
+        let chunk = items.len().div_ceil(threads());
+        std::thread::scope(|s| {
+            let jobs: Vec<_> = items
+                .chunks(chunk)
+                .map(|part| {
+                    let index = &*index;
+                    s.spawn(move || part.iter().try_for_each(|(v, r)| index.add(*r as u64, v).map_err(ann_err)))
+                })
+                .collect();
+            jobs.into_iter().try_for_each(|j| j.join().unwrap_or_else(|_| Err(AnnError("insert thread panicked".into()))))
+        })
     }
 
     /// Gallery rows covered by the graph (inserted or skipped as removed).
@@ -119,14 +123,14 @@ impl AnnIndex {
         self.rows.fetch_max(rows, Ordering::SeqCst);
     }
 
-    /// Rows covered by the persisted graph files (0: none).
+    /// Rows covered by the persisted index file (0: none).
     pub fn persisted_rows(&self) -> usize {
         self.persisted.load(Ordering::SeqCst)
     }
 
     /// Nodes in the graph.
     pub fn points(&self) -> usize {
-        self.hnsw.get_nb_point()
+        self.index.read().size()
     }
 
     pub fn params(&self) -> HnswParams {
@@ -136,21 +140,23 @@ impl AnnIndex {
     /// Search breadth (recall/speed trade-off).
     pub fn set_ef_search(&mut self, ef: usize) {
         self.params.ef_search = ef.max(1);
+        self.index.get_mut().change_expansion_search(self.params.ef_search);
     }
 
     /// `skip` filters out removed rows; pass `None` when there are none (filtered search is slower).
+    /// A failed search (it cannot, short of memory) logs and returns no hits.
     pub fn search(&self, query: &[f32], k: usize, skip: Option<&(dyn Fn(usize) -> bool + Sync)>) -> Vec<Hit> {
-        let ef = self.params.ef_search.max(k);
-        let norm = dot(query, query).sqrt();
-        if norm == 0.0 {
-            return Vec::new();
+        let index = self.index.read();
+        let found = match skip {
+            None => index.search(query, k),
+            Some(skip) => index.filtered_search(query, k, |key| !skip(key as usize)),
+        };
+        match found {
+            Ok(m) => m.keys.iter().zip(&m.distances).map(|(&key, &d)| Hit { row: key as usize, score: 1.0 - d }).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "HNSW search failed");
+                Vec::new()
+            }
         }
-        let scale = self.offset.sqrt() / norm;
-        let scaled: Vec<f32> = query.iter().map(|x| x * scale).collect();
-        self.hnsw
-            .search_filter(&scaled, k, ef, skip.map(Skip).as_ref().map(|f| f as &dyn FilterT))
-            .into_iter()
-            .map(|n| Hit { row: n.d_id, score: (self.offset - n.distance) / scale })
-            .collect()
     }
 }

@@ -21,7 +21,8 @@ pub struct GalleryConfig {
     pub hnsw: HnswParams,
 }
 
-/// HNSW graph parameters (defaults measured on 1M x 384, see BENCHMARKS.md).
+/// HNSW graph parameters (defaults measured on 1M x 384, see BENCHMARKS.md); USearch calls them
+/// connectivity, expansion_add and expansion_search.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HnswParams {

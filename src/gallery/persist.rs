@@ -1,45 +1,41 @@
 //! The HNSW graph persisted next to the gallery, so a large gallery loads in seconds instead of rebuilding
-//! its graph (about 10 min for 1M products on 2 cores):
+//! its graph (minutes for 1M products on 2 cores):
 //!
 //! ```text
-//! DIR/hnsw/hnsw.json          what the dump covers: gallery rows, graph parameters, distance offset, the
-//!                             gallery's identity (model version, vectors.f32 length, sha256 of sampled
-//!                             rows) and each graph file's length and sha256
-//! DIR/hnsw/graph.hnsw.graph   hnsw_rs 0.3.5 dump: the links
-//! DIR/hnsw/graph.hnsw.data    hnsw_rs 0.3.5 dump: the vectors the graph holds (a copy of vectors.f32's rows)
+//! DIR/hnsw/hnsw.json       what the file covers: gallery rows, graph parameters, the gallery's identity
+//!                          (model version, vectors.f32 length, sha256 of sampled rows) and the index
+//!                          file's length and sha256
+//! DIR/hnsw/graph.usearch   USearch's own file: the links and a copy of the vectors the graph holds
 //! ```
 //!
-//! hnsw_rs's reload asserts, unwraps and even calls `process::exit` on malformed files, so a dump is handed
-//! to it only after the sidecar, the gallery's identity, the files' lengths and sha256 all match, and then
-//! inside `catch_unwind` as a second guard. Anything else is logged with the file's name and the graph is
-//! rebuilt and written again. Rows appended after the dump are inserted at load; removed rows stay
-//! filtered at query time. The graph is written again once the rows it lacks exceed 5 % of those it covers.
+//! USearch is C++: a malformed file it does not reject could crash the process rather than panic, so the
+//! file is handed to it only after the sidecar, the gallery's identity, the file's length and sha256 all
+//! match; what USearch then reports (a bad header, a short file) is an error, never trusted. Anything else
+//! is logged with the file's name and the graph is rebuilt and written again. Rows appended after the
+//! dump are inserted at load; removed rows stay filtered at query time. The graph is written again once
+//! the rows it lacks exceed 5 % of those it covers.
 
 use std::fs::File;
 use std::io::Read;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use hnsw_rs::hnswio::HnswIo;
-use hnsw_rs::prelude::AnnT;
+use usearch::Index;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::ann::{AnnIndex, NegDot};
+use super::ann::{AnnIndex, options};
 use super::config::HnswParams;
 use super::store::Gallery;
 
 /// The index directory inside the gallery.
 pub const INDEX_DIR: &str = "hnsw";
 pub const SIDECAR: &str = "hnsw.json";
-const BASENAME: &str = "graph";
-pub const GRAPH_FILE: &str = "graph.hnsw.graph";
-pub const DATA_FILE: &str = "graph.hnsw.data";
-const FORMAT: u32 = 1;
-/// The dump format is hnsw_rs's own: a dump by another version is not trusted.
-const HNSW_RS: &str = "0.3.5";
+pub const INDEX_FILE: &str = "graph.usearch";
+const FORMAT: u32 = 2;
+/// The file format is USearch's own: a file written by another version is not trusted.
+const ENGINE: &str = "usearch 2.26.6";
 /// Rows whose vectors are hashed into the sidecar (the gallery's identity, cheap to check at load).
 const SAMPLE_ROWS: usize = 64;
 
@@ -63,7 +59,7 @@ fn invalid(path: &Path, reason: impl Into<String>) -> IndexError {
 #[serde(deny_unknown_fields)]
 struct Sidecar {
     format: u32,
-    hnsw_rs: String,
+    engine: String,
     model_version: String,
     dim: usize,
     /// Gallery rows covered (inserted, or removed before they could be).
@@ -72,8 +68,6 @@ struct Sidecar {
     points: usize,
     m: usize,
     ef_construction: usize,
-    /// The distance offset (f32 bits: exact through JSON).
-    offset_bits: u32,
     /// vectors.f32's length at the dump (append-only: never shorter later).
     vectors_len: u64,
     /// sha256 of [`SAMPLE_ROWS`] evenly spaced covered rows of vectors.f32.
@@ -106,19 +100,6 @@ fn file_sum(path: &Path) -> Result<(u64, String), IndexError> {
     Ok((len, hex::encode(h.finalize())))
 }
 
-/// Both graph files' sums, one thread each.
-fn file_sums(dir: &Path) -> Result<Vec<FileSum>, IndexError> {
-    std::thread::scope(|s| {
-        let jobs: Vec<_> = [GRAPH_FILE, DATA_FILE]
-            .into_iter()
-            .map(|name| s.spawn(move || file_sum(&dir.join(name)).map(|(len, sha256)| FileSum { name: name.into(), len, sha256 })))
-            .collect();
-        jobs.into_iter()
-            .map(|j| j.join().unwrap_or_else(|_| Err(invalid(dir, "checksum thread panicked"))))
-            .collect()
-    })
-}
-
 fn sample_sha256(g: &Gallery, rows: usize) -> String {
     let mut h = Sha256::new();
     h.update((rows as u64).to_le_bytes());
@@ -134,10 +115,6 @@ fn sample_sha256(g: &Gallery, rows: usize) -> String {
 fn vectors_len(g: &Gallery) -> Result<u64, IndexError> {
     let path = g.dir().join("vectors.f32");
     std::fs::metadata(&path).map(|m| m.len()).map_err(io(&path))
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "panic".into())
 }
 
 /// Whether the graph files lag the graph enough to be written again: never written, or missing more than
@@ -160,8 +137,8 @@ pub fn load(g: &Gallery, params: &HnswParams) -> Result<Option<AnnIndex>, IndexE
     let mismatch = |what: &str, found: String, expected: String| {
         Err(invalid(&sidecar_path, format!("{what} is {found}, the gallery/config has {expected}")))
     };
-    if sc.format != FORMAT || sc.hnsw_rs != HNSW_RS {
-        return mismatch("format", format!("{}/hnsw_rs {}", sc.format, sc.hnsw_rs), format!("{FORMAT}/hnsw_rs {HNSW_RS}"));
+    if sc.format != FORMAT || sc.engine != ENGINE {
+        return mismatch("format", format!("{}/{}", sc.format, sc.engine), format!("{FORMAT}/{ENGINE}"));
     }
     if sc.model_version != g.meta.model_version {
         return mismatch("model version", sc.model_version, g.meta.model_version.clone());
@@ -182,42 +159,31 @@ pub fn load(g: &Gallery, params: &HnswParams) -> Result<Option<AnnIndex>, IndexE
     if sc.sample_sha256 != sample_sha256(g, sc.rows) {
         return Err(invalid(&sidecar_path, "the gallery's vectors are not those the graph was built from"));
     }
-    let mut names: Vec<&str> = sc.files.iter().map(|f| f.name.as_str()).collect();
-    names.sort_unstable();
-    if names != [DATA_FILE, GRAPH_FILE] {
+    let names: Vec<&str> = sc.files.iter().map(|f| f.name.as_str()).collect();
+    if names != [INDEX_FILE] {
         return Err(invalid(&sidecar_path, format!("lists files {names:?}")));
     }
-    // Cheap before dear: lengths, then the hashes.
-    for f in &sc.files {
-        let path = dir.join(&f.name);
-        let len = std::fs::metadata(&path).map_err(io(&path))?.len();
-        if len != f.len {
-            return Err(invalid(&path, format!("{len} bytes, the sidecar says {}", f.len)));
-        }
+    let (file, path) = (&sc.files[0], dir.join(INDEX_FILE));
+    // Cheap before dear: the length, then the hash.
+    let len = std::fs::metadata(&path).map_err(io(&path))?.len();
+    if len != file.len {
+        return Err(invalid(&path, format!("{len} bytes, the sidecar says {}", file.len)));
     }
-    for found in file_sums(&dir)? {
-        if sc.files.iter().find(|f| f.name == found.name).map(|f| &f.sha256) != Some(&found.sha256) {
-            return Err(invalid(&dir.join(&found.name), "sha256 differs from the sidecar's (changed or damaged)"));
-        }
+    if file_sum(&path)?.1 != file.sha256 {
+        return Err(invalid(&path, "sha256 differs from the sidecar's (changed or damaged)"));
     }
-    let offset = f32::from_bits(sc.offset_bits);
-    // `load_hnsw_with_dist` returns a graph borrowing its loader (for memory-mapped data, not used here:
-    // without `ReloadOptions::datamap` every vector is read into memory). Leaking the small loader (a path
-    // and a basename, no mapping) gives the `'static` graph soundly, once per load.
-    let loader: &'static HnswIo = Box::leak(Box::new(HnswIo::new(&dir, BASENAME)));
-    let graph_path = dir.join(GRAPH_FILE);
-    let mut hnsw = match catch_unwind(AssertUnwindSafe(|| loader.load_hnsw_with_dist::<f32, NegDot>(NegDot::new(offset)))) {
-        Ok(Ok(h)) => h,
-        Ok(Err(e)) => return Err(invalid(&graph_path, format!("hnsw_rs reload failed: {e}"))),
-        Err(p) => return Err(invalid(&graph_path, format!("hnsw_rs reload panicked: {}", panic_message(p.as_ref())))),
-    };
-    if hnsw.get_nb_point() != sc.points || hnsw.get_max_nb_connection() as usize != sc.m {
-        return Err(invalid(&graph_path, format!("holds {} points of degree {}, the sidecar says {} of {}", hnsw.get_nb_point(), hnsw.get_max_nb_connection(), sc.points, sc.m)));
+    let index = Index::new(&options(sc.dim, params)).map_err(|e| invalid(&path, format!("USearch: {e}")))?;
+    let utf8 = path.to_str().ok_or_else(|| invalid(&path, "not a UTF-8 path"))?;
+    index.load(utf8).map_err(|e| invalid(&path, format!("USearch cannot load it: {e}")))?;
+    if index.size() != sc.points || index.dimensions() != sc.dim || index.connectivity() != sc.m {
+        return Err(invalid(&path, format!(
+            "holds {} points of {} dimensions and degree {}, the sidecar says {} of {} and {}",
+            index.size(), index.dimensions(), index.connectivity(), sc.points, sc.dim, sc.m
+        )));
     }
-    // As a fresh `Hnsw::new` (the reload turns candidate extension on).
-    hnsw.set_extend_candidates(false);
-    hnsw.set_searching_mode(true);
-    let index = AnnIndex::from_parts(hnsw, *params, sc.dim, offset, sc.rows);
+    // Search breadth is not part of the file: the config's applies.
+    index.change_expansion_search(params.ef_search);
+    let index = AnnIndex::from_parts(index, *params, sc.dim, sc.rows);
     index.persisted.store(sc.rows, Ordering::SeqCst);
     Ok(Some(index))
 }
@@ -226,6 +192,8 @@ pub fn load(g: &Gallery, params: &HnswParams) -> Result<Option<AnnIndex>, IndexE
 /// the old dump or none, never a mix). The index must not cover rows `g` does not show.
 pub fn dump(index: &AnnIndex, g: &Gallery) -> Result<(), IndexError> {
     let started = Instant::now();
+    // No rows go in while the file is written (searches go on).
+    let _mutating = index.mutate.lock();
     let rows = index.rows();
     let dir = g.dir().join(INDEX_DIR);
     if rows > g.rows() {
@@ -236,28 +204,23 @@ pub fn dump(index: &AnnIndex, g: &Gallery) -> Result<(), IndexError> {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    // hnsw_rs panics when it cannot create its files.
-    let name = match catch_unwind(AssertUnwindSafe(|| index.hnsw.file_dump(&tmp, BASENAME))) {
-        Ok(Ok(name)) => name,
-        Ok(Err(e)) => return Err(invalid(&tmp, format!("hnsw_rs dump failed: {e}"))),
-        Err(p) => return Err(invalid(&tmp, format!("hnsw_rs dump panicked: {}", panic_message(p.as_ref())))),
-    };
-    if name != BASENAME {
-        return Err(invalid(&tmp, format!("hnsw_rs dumped as {name:?}, not {BASENAME:?}")));
-    }
+    let file = tmp.join(INDEX_FILE);
+    let utf8 = file.to_str().ok_or_else(|| invalid(&file, "not a UTF-8 path"))?;
+    let points = index.points();
+    index.index.read().save(utf8).map_err(|e| invalid(&file, format!("USearch cannot write it: {e}")))?;
+    let (len, sha256) = file_sum(&file)?;
     let sc = Sidecar {
         format: FORMAT,
-        hnsw_rs: HNSW_RS.into(),
+        engine: ENGINE.into(),
         model_version: g.meta.model_version.clone(),
         dim: index.dim,
         rows,
-        points: index.points(),
+        points,
         m: index.params.m,
         ef_construction: index.params.ef_construction,
-        offset_bits: index.offset.to_bits(),
         vectors_len: vectors_len(g)?,
         sample_sha256: sample_sha256(g, rows),
-        files: file_sums(&tmp)?,
+        files: vec![FileSum { name: INDEX_FILE.into(), len, sha256 }],
     };
     let path = tmp.join(SIDECAR);
     let text = serde_json::to_string_pretty(&sc).map_err(|e| invalid(&path, e.to_string()))?;
@@ -279,9 +242,9 @@ pub fn dump(index: &AnnIndex, g: &Gallery) -> Result<(), IndexError> {
 }
 
 /// The graph for `g`: the persisted one when it checks out (plus the rows added since), else a fresh
-/// build; written back when `params.persist` and the files lag (see [`is_stale`]). Never fails: a bad or
-/// unwritable index costs a rebuild and a warning.
-pub fn open_or_build(g: &Gallery, params: &HnswParams) -> AnnIndex {
+/// build; written back when `params.persist` and the file lags (see [`is_stale`]). A bad or unwritable
+/// index costs a rebuild and a warning; `None` (exact search) only when no graph can be built at all.
+pub fn open_or_build(g: &Gallery, params: &HnswParams) -> Option<AnnIndex> {
     let started = Instant::now();
     let mut loaded = None;
     if params.persist {
@@ -291,19 +254,25 @@ pub fn open_or_build(g: &Gallery, params: &HnswParams) -> AnnIndex {
             Err(e) => tracing::warn!(error = %e, "persisted HNSW index not used (rebuilding it)"),
         }
     }
-    let index = match loaded {
+    let built = match loaded {
         Some(index) => {
             let from = index.rows();
             let new: Vec<(&[f32], usize)> = (from..g.rows()).filter(|r| !g.is_removed(*r)).map(|r| (g.vector(r), r)).collect();
-            index.insert_rows(&new);
-            index.set_rows(g.rows());
-            tracing::info!(rows = g.rows(), inserted = new.len(), secs = started.elapsed().as_secs_f32(), "HNSW index loaded");
-            index
+            index.insert_rows(&new).map(|()| {
+                index.set_rows(g.rows());
+                tracing::info!(rows = g.rows(), inserted = new.len(), secs = started.elapsed().as_secs_f32(), "HNSW index loaded");
+                index
+            })
         }
-        None => {
-            let index = AnnIndex::build(g.vectors(), g.dim(), *params, &|r| g.is_removed(r));
+        None => AnnIndex::build(g.vectors(), g.dim(), *params, &|r| g.is_removed(r)).inspect(|_| {
             tracing::info!(products = g.len(), secs = started.elapsed().as_secs_f32(), "HNSW index built");
-            index
+        }),
+    };
+    let index = match built {
+        Ok(index) => index,
+        Err(e) => {
+            tracing::error!(error = %e, gallery = %g.dir().display(), "no HNSW index: searching exactly");
+            return None;
         }
     };
     if params.persist && is_stale(&index) {
@@ -311,7 +280,7 @@ pub fn open_or_build(g: &Gallery, params: &HnswParams) -> AnnIndex {
             tracing::warn!(error = %e, "cannot persist the HNSW index (the next load rebuilds it)");
         }
     }
-    index
+    Some(index)
 }
 
 #[cfg(test)]
@@ -333,17 +302,16 @@ mod tests {
     fn sidecar_round_trips_and_refuses_unknown_fields() {
         let sc = Sidecar {
             format: FORMAT,
-            hnsw_rs: HNSW_RS.into(),
+            engine: ENGINE.into(),
             model_version: "v".into(),
             dim: 4,
             rows: 10,
             points: 9,
             m: 12,
             ef_construction: 64,
-            offset_bits: 1.0001f32.to_bits(),
             vectors_len: 160,
             sample_sha256: "00".into(),
-            files: vec![FileSum { name: GRAPH_FILE.into(), len: 1, sha256: "ab".into() }],
+            files: vec![FileSum { name: INDEX_FILE.into(), len: 1, sha256: "ab".into() }],
         };
         let text = serde_json::to_string(&sc).unwrap();
         assert_eq!(serde_json::from_str::<Sidecar>(&text).unwrap(), sc);

@@ -17,7 +17,7 @@ impl Searcher {
     /// gallery is reloaded (rows added since are inserted), or built and persisted (src/gallery/persist.rs).
     /// A gallery that grows past `auto_threshold` at run time stays exact until it is reloaded.
     pub fn new(gallery: Gallery, cfg: &GalleryConfig) -> Self {
-        let ann = cfg.use_hnsw(gallery.len()).then(|| persist::open_or_build(&gallery, &cfg.hnsw));
+        let ann = cfg.use_hnsw(gallery.len()).then(|| persist::open_or_build(&gallery, &cfg.hnsw)).flatten();
         Searcher { gallery, ann, hnsw: cfg.hnsw }
     }
 
@@ -58,8 +58,11 @@ impl Searcher {
         let g = &self.gallery;
         let end = rows.end.min(g.rows());
         let items: Vec<(&[f32], usize)> = (rows.start..end).filter(|r| !g.is_removed(*r)).map(|r| (g.vector(r), r)).collect();
-        ann.insert_rows(&items);
-        ann.set_rows(end);
+        match ann.insert_rows(&items) {
+            Ok(()) => ann.set_rows(end),
+            // Out of memory or the like: these rows stay out of the graph until the next load inserts them.
+            Err(e) => tracing::error!(error = %e, rows = items.len(), "rows not inserted into the HNSW index"),
+        }
     }
 
     /// Writes the graph into the gallery when the files lag it (see [`persist::is_stale`]); true when it

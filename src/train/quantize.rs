@@ -16,7 +16,6 @@ use image::RgbImage;
 use serde_json::json;
 
 use crate::encode::{Encoder, EncoderConfig, Manifest, Side};
-use crate::gallery::ann::dot;
 
 pub const SCRIPT: &str = include_str!("../../models/quantize/int8.py");
 /// File name of the int8 tower in the model directory.
@@ -196,6 +195,7 @@ fn write_manifest(base: &Manifest, out: &Path, tower_sha: &str, version: &str) -
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>();
     dot(a, b) / (dot(a, a) * dot(b, b)).sqrt().max(f32::MIN_POSITIVE)
 }
 
