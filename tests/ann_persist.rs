@@ -122,9 +122,12 @@ fn rows_added_after_the_dump_are_found_after_reload() {
     let ann = s.ann().unwrap();
     assert_eq!((ann.rows(), ann.persisted_rows()), (3100, 3000), "100 new rows (< 5 %) are inserted, not written");
     assert_eq!(f.inode(), inode);
-    for (row, v) in new_rows.iter().zip(&extra) {
-        assert_eq!(s.search(v, 1)[0][0].row, *row);
-    }
+    // HNSW, not exact: one or two of the newcomers may be missed as their own top-1 (USearch inserts in
+    // parallel; 1 of 100 seen in 1 of 5 runs).
+    let found = |s: &Searcher, rows: &[usize], vectors: &[Vec<f32>]| {
+        rows.iter().zip(vectors).filter(|(row, v)| s.search(v, 1)[0][0].row == **row).count()
+    };
+    assert!(found(&s, &new_rows, &extra) >= 98, "new rows found after reload");
     assert!(s.search(&f.vectors[10], 5)[0].iter().all(|h| h.row != 10), "removed rows stay filtered");
     drop(s);
 
@@ -137,8 +140,8 @@ fn rows_added_after_the_dump_are_found_after_reload() {
     drop(s);
     let s = Searcher::new(f.open(), &hnsw());
     assert_eq!((s.ann().unwrap().rows(), s.ann().unwrap().points()), (3300, 3300));
-    assert_eq!(s.search(&more[7], 1)[0][0].row, 3107);
-    assert_eq!(s.search(&extra[3], 1)[0][0].row, 3003);
+    let more_rows: Vec<usize> = (3100..3300).collect();
+    assert!(found(&s, &more_rows, &more) >= 196 && found(&s, &new_rows, &extra) >= 98, "rows found after the rewrite");
 }
 
 /// A `tracing` writer into a buffer, to see the warnings.
@@ -290,4 +293,41 @@ fn inserts_through_gallery_control_are_searchable_at_once() {
     assert_eq!(s.ann().unwrap().rows(), 2110);
     assert_eq!(s.search(&more[4], 1)[0][0].row, 2064);
     assert_eq!(s.gallery.product(2064).product_id, "x4");
+}
+
+#[test]
+fn searches_from_many_threads_while_rows_go_in_all_answer() {
+    // USearch serves a fixed number of concurrent callers: the matcher, API handlers and an insert's own
+    // threads at once must all be served, on a loaded graph and on a freshly built one.
+    let mut f = fixture(2000, 17);
+    let q = f.queries(64);
+    for (seed, round) in [(7, "built"), (8, "loaded")] {
+        let s = Searcher::new(f.open(), &hnsw());
+        let control = GalleryControl::new(&f.dir, f.m.clone(), EncoderConfig::default(), hnsw(), s);
+        let mut rng = Rng::new(seed);
+        let extra = clustered(&mut rng, 400, f.m.embedding_dim(), 8);
+        std::thread::scope(|scope| {
+            let searchers: Vec<_> = (0..12)
+                .map(|_| {
+                    let (control, q) = (&control, &q);
+                    scope.spawn(move || {
+                        (0..20).all(|_| control.searcher.read().search(q, 5).iter().all(|hits| hits.len() == 5))
+                    })
+                })
+                .collect();
+            control.insert(&items(&extra, round)).unwrap();
+            for s in searchers {
+                assert!(s.join().unwrap(), "{round}: a search came back short while rows went in");
+            }
+        });
+        let s = control.searcher.read();
+        let missed: Vec<(usize, String)> = extra
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i, s.gallery.product(s.search(v, 1)[0][0].row).product_id.clone()))
+            .filter(|(i, id)| *id != format!("{round}{i}"))
+            .collect();
+        // HNSW, not exact: a few of 400 newcomers into 8 tight clusters are missed (2 measured).
+        assert!(missed.len() <= extra.len() / 50, "{round}: not their own top-1: {missed:?}");
+    }
 }

@@ -21,8 +21,8 @@ fn ann_err(e: impl std::fmt::Display) -> AnnError {
 }
 
 pub struct AnnIndex {
-    /// Searches and inserts share the lock; only growing the capacity takes it alone (USearch's `reserve`
-    /// must not race its adds or searches).
+    /// Searches share it; inserts take it alone, a slice of rows at a time (see [`AnnIndex::insert_rows`]),
+    /// as does growing the capacity (USearch's `reserve` must not race its adds or searches).
     pub(super) index: RwLock<Index>,
     pub(super) params: HnswParams,
     pub(super) dim: usize,
@@ -47,9 +47,19 @@ pub(super) fn options(dim: usize, params: &HnswParams) -> IndexOptions {
     }
 }
 
-/// Threads that insert at once (USearch keeps one search context per thread).
-fn threads() -> usize {
+/// Rows inserted per exclusive hold of the graph: about 0.1 s on 2 cores, the longest a search waits.
+const INSERT_SLICE: usize = 256;
+
+/// Threads an insert uses.
+fn insert_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Concurrent calls USearch can serve: it keeps one search context per caller and fails a search or an add
+/// when all are taken, so there are enough for an insert's threads and every searching thread (the
+/// matcher, API handlers, benches) at once.
+pub(super) fn contexts() -> usize {
+    2 * insert_threads() + 16
 }
 
 impl AnnIndex {
@@ -79,38 +89,39 @@ impl AnnIndex {
         self.insert_rows(&[(vector, row)])
     }
 
-    /// Adds rows (products added after the build), on all cores for large batches. Takes `&self`:
-    /// searches run meanwhile (rows the gallery does not show yet are filtered, see [`Self::rows`]).
+    /// Adds rows (products added after the build), on all cores for large batches. Takes `&self`: searches
+    /// run between slices of [`INSERT_SLICE`] rows (rows the gallery does not show yet are filtered, see
+    /// [`Self::rows`]).
     pub fn insert_rows(&self, items: &[(&[f32], usize)]) -> Result<(), AnnError> {
         debug_assert!(items.iter().all(|(v, _)| v.len() == self.dim));
         let Some(end) = items.iter().map(|(_, r)| r + 1).max() else { return Ok(()) };
         let _mutating = self.mutate.lock();
         self.rows.fetch_max(end, Ordering::SeqCst);
-        {
-            let index = self.index.upgradable_read();
-            let needed = index.size() + items.len();
+        for slice in items.chunks(INSERT_SLICE) {
+            // Alone with the graph: a USearch search that runs while nodes go in can come back with fewer
+            // than k hits (measured: 1-2 of 5 on a 2,000-row graph), which the matcher would read as a
+            // clear winner.
+            let index = self.index.write();
+            let needed = index.size() + slice.len();
             if needed > index.capacity() {
                 // Grow by half again at least, so one-by-one adds do not reserve each time.
-                let index = parking_lot::RwLockUpgradableReadGuard::upgrade(index);
                 let target = needed.max(index.capacity() + index.capacity() / 2).max(1024);
-                index.reserve_capacity_and_threads(target, threads()).map_err(ann_err)?;
+                index.reserve_capacity_and_threads(target, contexts()).map_err(ann_err)?;
             }
+            let index = &*index;
+            if slice.len() < 64 {
+                slice.iter().try_for_each(|(v, r)| index.add(*r as u64, v).map_err(ann_err))?;
+                continue;
+            }
+            std::thread::scope(|s| {
+                let jobs: Vec<_> = slice
+                    .chunks(slice.len().div_ceil(insert_threads()))
+                    .map(|part| s.spawn(move || part.iter().try_for_each(|(v, r)| index.add(*r as u64, v).map_err(ann_err))))
+                    .collect();
+                jobs.into_iter().try_for_each(|j| j.join().unwrap_or_else(|_| Err(AnnError("insert thread panicked".into()))))
+            })?;
         }
-        let index = self.index.read();
-        if items.len() < 64 {
-            return items.iter().try_for_each(|(v, r)| index.add(*r as u64, v).map_err(ann_err));
-        }
-        let chunk = items.len().div_ceil(threads());
-        std::thread::scope(|s| {
-            let jobs: Vec<_> = items
-                .chunks(chunk)
-                .map(|part| {
-                    let index = &*index;
-                    s.spawn(move || part.iter().try_for_each(|(v, r)| index.add(*r as u64, v).map_err(ann_err)))
-                })
-                .collect();
-            jobs.into_iter().try_for_each(|j| j.join().unwrap_or_else(|_| Err(AnnError("insert thread panicked".into()))))
-        })
+        Ok(())
     }
 
     /// Gallery rows covered by the graph (inserted or skipped as removed).

@@ -181,8 +181,9 @@ pub fn load(g: &Gallery, params: &HnswParams) -> Result<Option<AnnIndex>, IndexE
             index.size(), index.dimensions(), index.connectivity(), sc.points, sc.dim, sc.m
         )));
     }
-    // Search breadth is not part of the file: the config's applies.
+    // Search breadth and search contexts are not part of the file: the config's and ours apply.
     index.change_expansion_search(params.ef_search);
+    index.reserve_capacity_and_threads(index.size(), super::ann::contexts()).map_err(|e| invalid(&path, format!("USearch: {e}")))?;
     let index = AnnIndex::from_parts(index, *params, sc.dim, sc.rows);
     index.persisted.store(sc.rows, Ordering::SeqCst);
     Ok(Some(index))
