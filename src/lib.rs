@@ -24,3 +24,4 @@ pub mod service;
 pub mod stage;
 pub mod track;
 pub mod train;
+pub mod vector_b64;

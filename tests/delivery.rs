@@ -11,8 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::broker::Broker;
 use common::scene::{
-    assert_no_duplicates, demo_gallery, expected_story, render_scene, scene_fixture, story, validator,
-    write_silent_wav,
+    assert_no_duplicates, demo_gallery, expected_story, render_silent_scene, scene_fixture, story, validator,
 };
 use common::{Servers, free_port, livesku, publish_file_rtmp};
 use serde_json::Value;
@@ -118,11 +117,8 @@ fn broker_started_after_the_service_loses_nothing() {
 fn sigterm_closes_open_episodes_and_flushes_them() {
     let dir = tempfile::tempdir().unwrap();
     let gallery = demo_gallery(dir.path());
-    // RTMP needs an audio track: a silent one.
-    let silence = dir.path().join("silence.wav");
-    write_silent_wav(&silence, 30);
     let video = dir.path().join("scene.mp4");
-    render_scene(&video, &[("coffee.png", 0, 30)], 30, Some(&silence));
+    render_silent_scene(&video, &[("coffee.png", 0, 30)], 30);
     let servers = Servers::start();
     let broker = Broker::start(&[("detections", 3)]);
     let url = servers.rtmp_url("scene");

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::scene::{demo_gallery, expected_story, render_scene, story, write_silent_wav};
+use common::scene::{demo_gallery, expected_story, render_silent_scene, story};
 use livesku::messages::StreamState;
 use livesku::service::{Service, ServiceConfig};
 use parking_lot::Mutex;
@@ -43,10 +43,8 @@ fn run(gallery: &str, video: &str, asr: bool) -> (Vec<Value>, f64) {
 fn without_speech_the_audio_is_not_decoded_and_the_story_is_whole() {
     let dir = tempfile::tempdir().unwrap();
     let gallery = demo_gallery(dir.path());
-    let silence = dir.path().join("silence.wav");
-    write_silent_wav(&silence, 40);
     let video = dir.path().join("scene.mp4");
-    render_scene(&video, &[("coffee.png", 0, 14), ("rocket.jpg", 22, 40)], 40, Some(&silence));
+    render_silent_scene(&video, &[("coffee.png", 0, 14), ("rocket.jpg", 22, 40)], 40);
     let video = video.to_str().unwrap();
 
     let (events, audio_seconds) = run(&gallery, video, false);

@@ -42,11 +42,7 @@ pub struct CatalogRecord {
 
 impl CatalogRecord {
     fn vector(&self) -> Result<Vec<f32>, String> {
-        let bytes = B64.decode(&self.vector).map_err(|e| format!("vector: {e}"))?;
-        if bytes.len() % 4 != 0 {
-            return Err("vector: length is not a multiple of 4 bytes".into());
-        }
-        Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        crate::vector_b64::decode(&self.vector).map_err(|e| format!("vector: {e}"))
     }
 }
 
@@ -83,7 +79,7 @@ impl CatalogWriter {
                 model_version: self.model_version.clone(),
                 origin: self.origin.clone(),
                 product: product.clone(),
-                vector: B64.encode(vector.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()),
+                vector: crate::vector_b64::encode(vector),
                 thumbnail,
             };
             let value = serde_json::to_vec(&record).map_err(|e| ClusterError::Encode(e.to_string()))?;
@@ -254,7 +250,7 @@ mod tests {
             model_version: "m@1".into(),
             origin: "w1".into(),
             product: Product { row: 0, product_id: "p".into(), title: "P".into(), metadata: Default::default() },
-            vector: B64.encode(v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()),
+            vector: crate::vector_b64::encode(&v),
             thumbnail: None,
         };
         let back: CatalogRecord = serde_json::from_slice(&serde_json::to_vec(&record).unwrap()).unwrap();

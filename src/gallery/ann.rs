@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
+use rayon::prelude::*;
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use super::config::HnswParams;
@@ -50,9 +51,9 @@ pub(super) fn options(dim: usize, params: &HnswParams) -> IndexOptions {
 /// Rows inserted per exclusive hold of the graph: about 0.1 s on 2 cores, the longest a search waits.
 const INSERT_SLICE: usize = 256;
 
-/// Threads an insert uses.
+/// Threads an insert uses: rayon's pool.
 fn insert_threads() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
+    rayon::current_num_threads()
 }
 
 /// Concurrent calls USearch can serve: it keeps one search context per caller and fails a search or an add
@@ -89,7 +90,7 @@ impl AnnIndex {
         self.insert_rows(&[(vector, row)])
     }
 
-    /// Adds rows (products added after the build), on all cores for large batches. Takes `&self`: searches
+    /// Adds rows (products added after the build), on rayon's pool for large batches. Takes `&self`: searches
     /// run between slices of [`INSERT_SLICE`] rows (rows the gallery does not show yet are filtered, see
     /// [`Self::rows`]).
     pub fn insert_rows(&self, items: &[(&[f32], usize)]) -> Result<(), AnnError> {
@@ -111,15 +112,9 @@ impl AnnIndex {
             let index = &*index;
             if slice.len() < 64 {
                 slice.iter().try_for_each(|(v, r)| index.add(*r as u64, v).map_err(ann_err))?;
-                continue;
+            } else {
+                slice.par_iter().try_for_each(|(v, r)| index.add(*r as u64, v).map_err(ann_err))?;
             }
-            std::thread::scope(|s| {
-                let jobs: Vec<_> = slice
-                    .chunks(slice.len().div_ceil(insert_threads()))
-                    .map(|part| s.spawn(move || part.iter().try_for_each(|(v, r)| index.add(*r as u64, v).map_err(ann_err))))
-                    .collect();
-                jobs.into_iter().try_for_each(|j| j.join().unwrap_or_else(|_| Err(AnnError("insert thread panicked".into()))))
-            })?;
         }
         Ok(())
     }

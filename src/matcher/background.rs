@@ -10,13 +10,12 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use image::{Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::encode::{EncodeError, Encoder, Side};
+use crate::vector_b64;
 
 /// The cache file in the gallery directory.
 pub const CACHE_FILE: &str = "background.json";
@@ -55,7 +54,7 @@ impl Background {
             model_version: encoder.manifest.version.clone(),
             references_sha256: key,
             dim: encoder.dim(),
-            vectors: background.vectors.iter().map(|v| B64.encode(v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())).collect(),
+            vectors: background.vectors.iter().map(|v| vector_b64::encode(v)).collect(),
         };
         let tmp = path.with_extension("json.tmp");
         let written = serde_json::to_vec(&cache)
@@ -139,11 +138,10 @@ fn read_cache(path: &Path, model_version: &str, key: &str, dim: usize, count: us
         .vectors
         .iter()
         .map(|row| {
-            let raw = B64.decode(row).map_err(|e| e.to_string())?;
-            if raw.len() != dim * 4 {
-                return Err(format!("a row of {} bytes, expected {}", raw.len(), dim * 4));
+            let v = vector_b64::decode(row)?;
+            if v.len() != dim {
+                return Err(format!("a row of {} values, expected {dim}", v.len()));
             }
-            let v: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             if v.iter().any(|x| !x.is_finite()) {
                 return Err("a row with a non-finite value".into());
             }

@@ -27,6 +27,13 @@ pub fn render_scene(out: &Path, shows: &[(&str, u32, u32)], seconds: u32, audio:
     render_scene_sized(out, shows, seconds, audio, (640, 360), 8);
 }
 
+/// [`render_scene`] with a silent sound track (its WAV next to `out`), as RTMP publishing needs.
+pub fn render_silent_scene(out: &Path, shows: &[(&str, u32, u32)], seconds: u32) {
+    let silence = out.with_extension("wav");
+    write_silent_wav(&silence, seconds);
+    render_scene(out, shows, seconds, Some(&silence));
+}
+
 /// [`render_scene`] at `size`, with a keyframe every `gop` frames (15 fps).
 pub fn render_scene_sized(
     out: &Path,
