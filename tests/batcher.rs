@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use image::RgbImage;
-use livesku::encode::{BatchEncode, Batcher, BatcherConfig, EncodeError, Embedded, EncodedMsg, Encoder, FrameVectors, RegionVector, Side, Tagger};
+use livesku::encode::{BatchEncode, Batcher, BatcherConfig, EncodeError, Embedded, EncodedMsg, Encoder, FrameVectors, Side, Tagger};
 use livesku::messages::{Flow, Keyframe, StreamKey};
 use livesku::stage::Health;
 
@@ -22,7 +22,7 @@ struct Fake {
 }
 
 impl BatchEncode for Fake {
-    fn encode_batch(&mut self, images: &[&RgbImage], texts: &[Option<&str>], max_crops: usize) -> Result<Vec<FrameVectors>, EncodeError> {
+    fn encode_batch(&mut self, images: &[&RgbImage], texts: &[Option<&str>], localise: bool) -> Result<Vec<FrameVectors>, EncodeError> {
         std::thread::sleep(self.delay);
         let batch = self.batches.fetch_add(1, Ordering::SeqCst) as f32;
         Ok(images
@@ -31,7 +31,7 @@ impl BatchEncode for Fake {
             .map(|(img, t)| {
                 let p = img.get_pixel(0, 0).0;
                 let seq = u32::from_le_bytes([p[1], p[2], img.get_pixel(1, 0).0[0], 0]);
-                let localise = if max_crops > 0 { 1.0 } else { 0.0 };
+                let localise = if localise { 1.0 } else { 0.0 };
                 FrameVectors::from(vec![p[0] as f32, seq as f32, t.map_or(0.0, |t| t.len() as f32), batch, localise])
             })
             .collect())
@@ -272,7 +272,7 @@ fn live_expiry_counts_from_capture_not_from_queueing() {
 fn a_panicking_encoder_fails_the_stage_and_closes_its_output() {
     struct Panics;
     impl BatchEncode for Panics {
-        fn encode_batch(&mut self, _: &[&RgbImage], _: &[Option<&str>], _: usize) -> Result<Vec<FrameVectors>, EncodeError> {
+        fn encode_batch(&mut self, _: &[&RgbImage], _: &[Option<&str>], _: bool) -> Result<Vec<FrameVectors>, EncodeError> {
             panic!("model crashed")
         }
     }
@@ -336,62 +336,6 @@ fn region_passes_are_shed_before_live_frames_expire() {
     assert_eq!(localised("file", 0), Some(false), "a file yields its region passes to open live streams");
     assert_eq!(localised("file", 1), Some(true), "files alone have no age budget");
     assert_eq!(metrics.regions_shed.load(Ordering::Relaxed), 2);
-}
-
-/// Finds one region in every frame and takes `per_pass` for each tower pass, frames and crops alike.
-struct Cropping {
-    per_pass: Duration,
-}
-
-impl BatchEncode for Cropping {
-    fn encode_batch(&mut self, images: &[&RgbImage], _: &[Option<&str>], max_crops: usize) -> Result<Vec<FrameVectors>, EncodeError> {
-        let crops = images.len().min(max_crops);
-        std::thread::sleep(self.per_pass * (images.len() + crops) as u32);
-        Ok((0..images.len())
-            .map(|i| FrameVectors {
-                whole: vec![1.0],
-                regions: (i < crops)
-                    .then(|| RegionVector { bbox: [0.0, 0.0, 0.5, 0.5], vector: vec![1.0] })
-                    .into_iter()
-                    .collect(),
-            })
-            .collect())
-    }
-}
-
-#[test]
-fn live_region_crops_use_the_encoders_spare_time_only() {
-    // A backlog keeps the encoder busy: it crops what its starting credit pays for, then nothing, and
-    // expires nothing. Frames that come while it idles are cropped, each of them.
-    let per_pass = Duration::from_millis(5);
-    let cfg = BatcherConfig { max_batch: 4, max_wait: Duration::ZERO, queue_per_stream: 128, output_capacity: 256 };
-    let (batcher, out) = start(Cropping { per_pass }, cfg, None);
-    let metrics = batcher.metrics();
-    let live = batcher.live_stream("live".into(), Duration::from_secs(600)).unwrap();
-    for seq in 0..100 {
-        live.send(frame("live", 0, seq)).unwrap();
-    }
-    let mut backlog = 0;
-    for _ in 0..100 {
-        if let Ok(Flow::Item(e)) = out.recv() {
-            backlog += e.regions.len();
-        }
-    }
-    // The starting credit (MAX_CREDIT) pays for 50 crops of 5 ms, less once a pass measures slower.
-    let bank = (livesku::encode::budget::MAX_CREDIT.as_micros() / per_pass.as_micros()) as usize;
-    assert!(backlog <= bank + cfg.max_batch, "a busy encoder cropped {backlog} of 100 backlogged frames (its bank pays {bank})");
-    let mut paced = 0;
-    for seq in 100..110 {
-        std::thread::sleep(Duration::from_millis(50)); // the encoder idles: 25 ms of credit, 5 crops
-        live.send(frame("live", 0, seq)).unwrap();
-        if let Ok(Flow::Item(e)) = out.recv() {
-            paced += e.regions.len();
-        }
-    }
-    drop(live);
-    batcher.finish();
-    assert_eq!(paced, 10, "every frame that came while the encoder idled is cropped");
-    assert_eq!(metrics.expired.load(Ordering::Relaxed), 0);
 }
 
 #[test]

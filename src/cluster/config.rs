@@ -122,7 +122,7 @@ impl ClusterConfig {
         if !(1_000..=3_600_000).contains(&self.session_timeout_ms) {
             return Err(invalid("cluster.session_timeout_ms", "must be between 1000 and 3600000"));
         }
-        if self.heartbeat_interval_ms == 0 || self.heartbeat_interval_ms * 3 > self.session_timeout_ms {
+        if self.heartbeat_interval_ms == 0 || self.heartbeat_interval_ms.saturating_mul(3) > self.session_timeout_ms {
             return Err(invalid("cluster.heartbeat_interval_ms", "must be positive and at most a third of cluster.session_timeout_ms"));
         }
         Ok(())

@@ -12,22 +12,20 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError, bounded, unbounded};
 use image::RgbImage;
 
-use super::budget::CropBudget;
 use super::error::EncodeError;
 use super::metrics::BatcherMetrics;
 use super::model::{Encoder, FrameVectors};
 use crate::messages::{Flow, Keyframe, StreamKey};
 use crate::stage::{self, Health};
 
-/// What the batcher runs: one keyframe's query vectors per image, in order. `max_crops`: the region
-/// crops the whole batch may add (0: whole frames only, the batcher sheds the region passes before any
-/// frame; `usize::MAX`: every region found).
+/// What the batcher runs: one keyframe's query vectors per image, in order. `localise` false: the whole
+/// frames only (the batcher is behind on live streams and sheds the region passes before any frame).
 pub trait BatchEncode: Send + 'static {
     fn encode_batch(
         &mut self,
         images: &[&RgbImage],
         texts: &[Option<&str>],
-        max_crops: usize,
+        localise: bool,
     ) -> Result<Vec<FrameVectors>, EncodeError>;
 }
 
@@ -36,9 +34,9 @@ impl BatchEncode for Encoder {
         &mut self,
         images: &[&RgbImage],
         texts: &[Option<&str>],
-        max_crops: usize,
+        localise: bool,
     ) -> Result<Vec<FrameVectors>, EncodeError> {
-        self.encode_frames(images, texts, max_crops)
+        self.encode_frames(images, texts, localise)
     }
 }
 
@@ -163,7 +161,6 @@ impl Batcher {
                 out: out_tx,
                 ended_pending: Vec::new(),
                 metrics: m,
-                crops: CropBudget::default(),
             }
             .run()
         })?;
@@ -230,8 +227,6 @@ struct Worker<E> {
     /// Closed streams whose last frames may still sit in the batch being built.
     ended_pending: Vec<StreamKey>,
     metrics: Arc<BatcherMetrics>,
-    /// The region crops live batches can afford (spare encoder time).
-    crops: CropBudget,
 }
 
 /// The stage after the encoder has gone: nothing encoded can be delivered any more.
@@ -398,49 +393,21 @@ impl<E: BatchEncode> Worker<E> {
     fn encode(&mut self, items: &[Pending]) -> Vec<Result<FrameVectors, EncodeError>> {
         let images: Vec<&RgbImage> = items.iter().map(|p| &p.frame.image).collect();
         let texts: Vec<Option<&str>> = items.iter().map(|p| p.text.as_deref()).collect();
+        // Region passes cost up to one more tower pass each. A batch goes without them when a live frame
+        // in it has already used a quarter of its age budget (500 ms by default: the encoder is behind
+        // and catches up instead of letting latency grow; at half the budget, 20 live streams on 2 cores
+        // reached a p99 of 2.1 s, against 1.0 s without region passes), and when it holds file frames
+        // while live streams are open (a file's backlog would otherwise fill whole batches at two or three
+        // passes a frame, and the live frames arriving meanwhile would expire). Files alone always get them.
         let live_open = self.streams.iter().any(|q| q.max_age.is_some());
-        let max_crops = if live_open { self.crop_allowance(items) } else { usize::MAX };
-        if max_crops == 0 {
+        let localise = items.iter().all(|p| match p.max_age {
+            Some(m) => age(&p.frame) < m / 4,
+            None => !live_open,
+        });
+        if !localise {
             self.metrics.regions_shed.fetch_add(items.len() as u64, std::sync::atomic::Ordering::Relaxed);
         }
-        let started = Instant::now();
-        let results = self.encode_with(items, &images, &texts, max_crops);
-        let crops: usize = results.iter().filter_map(|r| r.as_ref().ok()).map(|v| v.regions.len()).sum();
-        let paid = if live_open { crops } else { 0 };
-        self.crops.spent(Instant::now(), items.len() + crops, paid, started.elapsed());
-        results
-    }
-
-    /// Region passes cost up to one more tower pass each; files alone get every region found. While live
-    /// streams are open, a batch holding file frames gets none (a file's backlog would otherwise fill whole
-    /// batches at two or three passes a frame, and the live frames arriving meanwhile would expire), nor
-    /// does one whose oldest live frame has used a quarter of its age budget (500 ms by default: the
-    /// encoder is behind and catches up). Otherwise the batch gets the crops the encoder's spare time pays
-    /// for ([`CropBudget`]), within what its oldest frame can still afford of half its age budget.
-    fn crop_allowance(&mut self, items: &[Pending]) -> usize {
-        let mut oldest = Duration::ZERO;
-        let mut budget = Duration::MAX;
-        for p in items {
-            let Some(m) = p.max_age else { return 0 };
-            let a = age(&p.frame);
-            if a >= m / 4 {
-                return 0;
-            }
-            oldest = oldest.max(a);
-            budget = budget.min(m);
-        }
-        let headroom = (budget / 2).saturating_sub(oldest);
-        self.crops.crops(Instant::now(), items.len(), headroom, budget / 8)
-    }
-
-    fn encode_with(
-        &mut self,
-        items: &[Pending],
-        images: &[&RgbImage],
-        texts: &[Option<&str>],
-        max_crops: usize,
-    ) -> Vec<Result<FrameVectors, EncodeError>> {
-        match self.encoder.encode_batch(images, texts, max_crops) {
+        match self.encoder.encode_batch(&images, &texts, localise) {
             Ok(v) if v.len() == items.len() => v.into_iter().map(Ok).collect(),
             Ok(v) => {
                 let reason = format!("encoder returned {} vectors for {} frames", v.len(), items.len());
@@ -455,7 +422,7 @@ impl<E: BatchEncode> Worker<E> {
                 (0..items.len())
                     .map(|i| {
                         self.encoder
-                            .encode_batch(&images[i..=i], &texts[i..=i], max_crops)
+                            .encode_batch(&images[i..=i], &texts[i..=i], localise)
                             .and_then(|mut v| v.pop().ok_or(EncodeError::Stopped))
                     })
                     .collect()

@@ -3,10 +3,9 @@
 //! - [`manifest`]: what a model is (towers, preprocessing, pooling, fusion), read from `manifest.toml`;
 //! - [`runtime`]: ONNX Runtime loading and execution providers;
 //! - [`visual`], [`text`], [`fusion`], [`model`]: the towers and how their outputs combine;
-//! - [`batcher`]: one dynamic batcher shared by all streams; [`budget`]: the region crops it can afford.
+//! - [`batcher`]: one dynamic batcher shared by all streams.
 
 pub mod batcher;
-pub mod budget;
 pub mod config;
 pub mod error;
 pub mod fusion;

@@ -112,16 +112,16 @@ impl Encoder {
         Ok(visual.iter().zip(&text_vecs).map(|(v, t)| self.fuse(v, t.as_deref(), side)).collect())
     }
 
-    /// Query vectors of keyframes: the whole view and its salient regions (`[encoder.localise]`), at most
-    /// `max_crops` crops for the whole batch (0: whole views only), each fused with the keyframe's text.
+    /// Query vectors of keyframes: the whole view and, with `localise`, its salient regions
+    /// (`[encoder.localise]`), each fused with the keyframe's text.
     pub fn encode_frames(
         &mut self,
         images: &[&RgbImage],
         texts: &[Option<&str>],
-        max_crops: usize,
+        localise: bool,
     ) -> Result<Vec<FrameVectors>, EncodeError> {
-        let cfg = if max_crops > 0 { self.localise } else { LocaliseConfig { max_regions: 0, ..self.localise } };
-        let located = self.visual.encode_located(images, &cfg, max_crops)?;
+        let cfg = if localise { self.localise } else { LocaliseConfig { max_regions: 0, ..self.localise } };
+        let located = self.visual.encode_located(images, &cfg)?;
         let text_vecs = self.text_vectors(images.len(), texts)?;
         Ok(located
             .iter()

@@ -59,13 +59,7 @@ impl VisualEncoder {
     /// Per image: the whole view's unit vector and, for each salient region small in the frame
     /// ([`localise`]), a unit vector of a crop around it from a second pass (batched over all images).
     /// A tower without patch tokens (pooled output) or a clip model gives no regions.
-    /// At most `max_crops` crops in all: every frame's largest region before any frame's second.
-    pub fn encode_located(
-        &mut self,
-        images: &[&RgbImage],
-        cfg: &LocaliseConfig,
-        max_crops: usize,
-    ) -> Result<Vec<Located>, EncodeError> {
+    pub fn encode_located(&mut self, images: &[&RgbImage], cfg: &LocaliseConfig) -> Result<Vec<Located>, EncodeError> {
         if cfg.max_regions == 0 || self.spec.frames != 1 || images.is_empty() {
             return Ok(self.encode_images(images)?.into_iter().map(|whole| Located { whole, regions: Vec::new() }).collect());
         }
@@ -74,32 +68,21 @@ impl VisualEncoder {
         let len = images.len() * self.item_len();
         let resize = self.spec.resize;
         // Regions are found on the tower's tokens where they lie, before the head runs (no copy).
-        // (rank within its frame, frame, region), largest region of each frame first.
-        let mut found: Vec<(usize, usize, Region)> = Vec::new();
+        let mut crops: Vec<(usize, Region, RgbImage)> = Vec::new();
         let mut find = |tokens: usize, dim: usize, data: &[f32]| {
             let grid = (tokens.saturating_sub(1) as f64).sqrt() as usize;
             if grid * grid + 1 != tokens {
                 return;
             }
             for (i, (img, item)) in images.iter().zip(data.chunks_exact(tokens * dim)).enumerate() {
-                let regions = localise::regions(&item[dim..], grid, dim, img.dimensions(), resize, cfg);
-                found.extend(regions.into_iter().enumerate().map(|(rank, r)| (rank, i, r)));
+                for r in localise::regions(&item[dim..], grid, dim, img.dimensions(), resize, cfg) {
+                    let (x, y, w, h) = r.crop;
+                    crops.push((i, r, image::imageops::crop_imm(*img, x, y, w, h).to_image()));
+                }
             }
         };
         let wholes = run(&mut self.session, self.head.as_mut(), &self.spec, &self.batch[..len], shape, Some(&mut find))?;
         let mut located: Vec<Located> = wholes.into_iter().map(|whole| Located { whole, regions: Vec::new() }).collect();
-        if found.len() > max_crops {
-            found.sort_by_key(|(rank, i, _)| (*rank, *i));
-            found.truncate(max_crops);
-        }
-        let crops: Vec<(usize, Region, RgbImage)> = found
-            .into_iter()
-            .map(|(_, i, r)| {
-                let (x, y, w, h) = r.crop;
-                let crop = image::imageops::crop_imm(images[i], x, y, w, h).to_image();
-                (i, r, crop)
-            })
-            .collect();
         let refs: Vec<&RgbImage> = crops.iter().map(|(_, _, c)| c).collect();
         let vectors = self.encode_images(&refs)?;
         for ((i, region, _), v) in crops.into_iter().zip(vectors) {
