@@ -3,8 +3,8 @@
 //!
 //! One scenario, in order: three workers share twelve streams (each on exactly one); a product added
 //! through one worker's API is detected by a stream on another; SIGKILL of a worker moves its streams to
-//! the survivors (how fast is printed and recorded in BENCHMARKS.md: about session timeout + 7-10 s); a fourth worker takes a share without restarting the
-//! streams that stay, continuing their episodes; SIGTERM of it hands them back the same way; a stream
+//! the survivors (how fast is printed, and recorded in BENCHMARKS.md: about session timeout + 7-10 s); a
+//! fourth worker takes a share without restarting the streams that stay, continuing their episodes; SIGTERM of it hands them back the same way; a stream
 //! removed from the registry stops. All along, a monitor asks every worker which streams it runs (`GET /cluster`) and the
 //! events' `worker` fields are checked: no stream runs on two workers at once.
 
