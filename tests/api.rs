@@ -223,7 +223,10 @@ fn twenty_streams_added_and_removed_leave_nothing_behind() {
     let _publisher = common::publish_rtmp(&url, &common::StreamSpec::default());
     // livesku limits glibc to two malloc arenas itself (src/main.rs): with the default count, RSS would
     // creep up by fragmentation as streaming threads come and go and hide a real leak (docs/metrics.md).
-    let svc = Service::start(&gallery, "");
+    // ONNX Runtime keeps the memory of the largest batch it has run: the warm-up pass makes that peak
+    // part of the baseline (CI saw +58 MiB in the one round whose streams' first keyframes met in a batch
+    // larger than any before: the arena, not a leak).
+    let svc = Service::start(&gallery, "[encoder]\nwarmup = true\n");
     // A stream that stays throughout: churn must not stall it.
     svc.add_stream("anchor", &url);
     svc.wait_stream("anchor", Duration::from_secs(40), |s| s["state"] == "running" && keyframes(s) >= 2);
@@ -312,5 +315,6 @@ fn twenty_streams_added_and_removed_leave_nothing_behind() {
     let half = rss_trend[rss_trend.len() / 2 - 1];
     let last = rss_trend[rss_trend.len() - 1];
     assert!(last <= half + 16, "RSS still growing after each round: {rss_trend:?} MiB");
+    assert!(svc.log().contains("encoder warmed up"), "{}", svc.log());
     assert!(!svc.log().contains("panicked"), "{}", svc.log());
 }

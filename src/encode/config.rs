@@ -74,6 +74,10 @@ pub struct EncoderConfig {
     pub text_weight: Option<f32>,
     /// Salient regions of a keyframe embedded from a crop ([`super::localise`]).
     pub localise: super::localise::LocaliseConfig,
+    /// Run the visual tower once at start-up on the largest batch it can be given
+    /// ([`super::Encoder::warm_up`]): memory reaches its peak before the first stream, and the first live
+    /// batches do not pay for the allocation.
+    pub warmup: bool,
 }
 
 impl Default for EncoderConfig {
@@ -90,6 +94,7 @@ impl Default for EncoderConfig {
             visual_weight: None,
             text_weight: None,
             localise: Default::default(),
+            warmup: false,
         }
     }
 }

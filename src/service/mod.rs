@@ -167,6 +167,12 @@ impl Service {
         let gallery_dir = cfg.gallery_path()?;
         // With ASR off no keyframe carries text: the text tower opens only if one ever does.
         let mut encoder = if cfg.asr.enabled { Encoder::open(&cfg.encoder)? } else { Encoder::open_deferring_text(&cfg.encoder)? };
+        if cfg.encoder.warmup {
+            // The crop pass is the largest: up to `max_regions` crops of each keyframe of a full batch.
+            let items = cfg.encoder.max_batch * cfg.encoder.localise.max_regions.max(1);
+            let took = encoder.warm_up(items)?;
+            tracing::info!(items, took_ms = took.as_millis() as u64, "encoder warmed up");
+        }
         let gallery = Gallery::open(gallery_dir, Some(&encoder.manifest))
             .map_err(|source| ServiceError::Gallery { path: gallery_dir.display().to_string(), source })?;
         let background = Background::load_or_build(&mut encoder, &cfg.gallery.background_images, gallery_dir)?;
