@@ -198,6 +198,68 @@ fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>
     }
 }
 
+/// As [`wait_until`], with `f` saying what is still missing; the last answer is in the panic.
+fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(missing) => assert!(Instant::now() < deadline, "not within {timeout:?}: {what}; still missing:\n{missing}"),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// One line per stream in `streams` that `done` says is not there yet, with its events after `since`.
+fn handover_gaps(events: &[Value], streams: &[String], since: &str, done: impl Fn(&[&Value], bool) -> bool) -> Result<(), String> {
+    let mut gaps = Vec::new();
+    for s in streams {
+        let after: Vec<&Value> =
+            events.iter().filter(|e| e["stream_id"] == *s && e["emitted_at"].as_str().unwrap_or_default() > since).collect();
+        if !done(&after, s != "rocket") {
+            let brief: Vec<String> = after
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} {} {} {} start={} end={} continues={} ({})",
+                        e["worker"], e["type"], e["product_id"], e["episode_id"], e["start_reason"], e["end_reason"], e["continues"], e["emitted_at"]
+                    )
+                })
+                .collect();
+            gaps.push(format!("{s}: {brief:#?}"));
+        }
+    }
+    if gaps.is_empty() { Ok(()) } else { Err(gaps.join("\n")) }
+}
+
+/// A clean handover of one stream, as the contract has it: a worker that `from` accepts ended the stream's
+/// episodes with `end_reason: "handover"`, one that `to` accepts runs it (an appearance), and there the first
+/// appearance of each handed-over product continues that product's episode. With `must_continue` at least
+/// one does; the rocket stream may not, since it flips between the rocket and its look-alike (the sport
+/// bike), and a product that does not come back has nothing to continue.
+fn handed_over(after: &[&Value], from: impl Fn(&str) -> bool, to: impl Fn(&str) -> bool, must_continue: bool) -> bool {
+    let worker = |e: &Value| e["worker"].as_str().unwrap_or_default().to_string();
+    let product = |e: &Value| e["product_id"].as_str().unwrap_or_default().to_string();
+    let ended: HashMap<String, String> = after
+        .iter()
+        .filter(|e| e["end_reason"] == "handover" && from(&worker(e)))
+        .map(|e| (product(e), e["episode_id"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    let mut firsts: Vec<&Value> = Vec::new();
+    for e in after.iter().filter(|e| e["type"] == "product.appeared" && to(&worker(e))) {
+        if !firsts.iter().any(|f| product(f) == product(e)) {
+            firsts.push(e);
+        }
+    }
+    let continues = |e: &Value| {
+        ended.get(&product(e)).map(|ep| e["start_reason"] == "handover" && e["continues"].as_str() == Some(ep.as_str()))
+    };
+    !ended.is_empty()
+        && !firsts.is_empty()
+        && firsts.iter().all(|e| continues(e) != Some(false))
+        && (!must_continue || firsts.iter().any(|e| continues(e) == Some(true)))
+}
+
 /// The worker-group families of docs/metrics.md are exactly those a worker exposes, with its own figures.
 fn check_cluster_metrics(w: &Service, name: &str, streams: usize) {
     let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();
@@ -409,6 +471,11 @@ fn a_worker_group_shares_streams_survives_a_dead_worker_and_shares_the_catalogue
         (o.len() == 13 && o.values().any(|w| w == "w4")).then_some(o)
     });
     println!("w4 joined: runs {} streams after {:?}", owners.values().filter(|w| *w == "w4").count(), joined.elapsed());
+    // It had the rocket (added through the catalogue topic before it started) before it ran a stream.
+    let log = workers["w4"].log();
+    let caught_up = log.lines().find(|l| l.contains("catalogue caught up")).unwrap_or_else(|| panic!("{log}"));
+    assert!(!caught_up.contains("applied=0"), "{caught_up}");
+    assert!(log.find("catalogue caught up") < log.find("registry partitions assigned"), "{log}");
     let mut stayed = 0;
     for (name, w) in &workers {
         for s in w.get("/streams").json()["streams"].as_array().unwrap() {
@@ -425,16 +492,8 @@ fn a_worker_group_shares_streams_survives_a_dead_worker_and_shares_the_catalogue
     // A clean handover: the old owner ended each moved stream's episode as a handover, and the fourth
     // worker's appearance continues it.
     let to_w4: Vec<String> = owners.iter().filter(|(_, w)| *w == "w4").map(|(s, _)| s.clone()).collect();
-    wait_until(Duration::from_secs(60), "the fourth worker's streams continue their episodes", || {
-        let events = all_events(&refs(&workers));
-        to_w4
-            .iter()
-            .all(|s| {
-                let after = |e: &&Value| e["stream_id"] == *s && e["emitted_at"].as_str().unwrap() > join_utc.as_str();
-                let ended: BTreeSet<&str> = events.iter().filter(after).filter(|e| e["end_reason"] == "handover" && e["worker"] != "w4").map(|e| e["episode_id"].as_str().unwrap()).collect();
-                events.iter().filter(after).any(|e| e["worker"] == "w4" && e["start_reason"] == "handover" && ended.contains(e["continues"].as_str().unwrap_or_default()))
-            })
-            .then_some(())
+    wait_for(Duration::from_secs(60), "the fourth worker's streams continue their episodes", || {
+        handover_gaps(&all_events(&refs(&workers)), &to_w4, &join_utc, |after, must| handed_over(after, |w| w != "w4", |w| w == "w4", must))
     });
 
     // The dashboard says it shows one worker of the group.
@@ -447,18 +506,11 @@ fn a_worker_group_shares_streams_survives_a_dead_worker_and_shares_the_catalogue
     leaving.terminate();
     monitor.unwatch("w4");
     let terminated = Instant::now();
-    wait_until(Duration::from_secs(90), "the streams of the stopped worker continued elsewhere", || {
+    wait_for(Duration::from_secs(90), "the streams of the stopped worker continued elsewhere", || {
         let mut every = refs(&workers);
         every.push(&leaving);
-        let events = all_events(&every);
-        to_w4
-            .iter()
-            .all(|s| {
-                let after = |e: &&Value| e["stream_id"] == *s && e["emitted_at"].as_str().unwrap() > left_utc.as_str();
-                let ended: BTreeSet<&str> = events.iter().filter(after).filter(|e| e["end_reason"] == "handover" && e["worker"] == "w4").map(|e| e["episode_id"].as_str().unwrap()).collect();
-                events.iter().filter(after).any(|e| e["worker"] != "w4" && e["start_reason"] == "handover" && ended.contains(e["continues"].as_str().unwrap_or_default()))
-            })
-            .then_some(())
+        let gaps = handover_gaps(&all_events(&every), &to_w4, &left_utc, |after, must| handed_over(after, |w| w == "w4", |w| w != "w4", must));
+        gaps.map_err(|g| format!("{g}\nw4's log (last lines first):\n{}", leaving.log().lines().rev().take(40).collect::<Vec<_>>().join("\n")))
     });
     println!("w4 terminated: its {} streams continued elsewhere after {:?}", to_w4.len(), terminated.elapsed());
     let mut leaving = leaving;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -130,7 +130,7 @@ impl CatalogFollower {
             return Err(ClusterError::NoTopic(topic.to_string()));
         }
         let path = gallery.dir().join(OFFSETS_FILE);
-        let mut offsets: Offsets = std::fs::read(&path)
+        let offsets: Offsets = std::fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .filter(|o: &Offsets| o.topic == topic)
@@ -141,49 +141,23 @@ impl CatalogFollower {
             tpl.add_partition_offset(topic, *p, at)?;
         }
         consumer.assign(&tpl)?;
+        // The end of each partition that holds records (an unknown end is not waited for).
+        let highs: BTreeMap<i32, i64> = parts
+            .iter()
+            .filter_map(|p| consumer.fetch_watermarks(topic, *p, Duration::from_secs(10)).ok().map(|(low, high)| (*p, low, high)))
+            .filter(|(_, low, high)| high > low)
+            .map(|(p, _, high)| (p, high))
+            .collect();
+        let mut reader =
+            Reader { consumer, path, offsets, unsaved: 0, gallery, model_version: model_version.to_string(), metrics };
+        reader.catch_up(&highs);
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
-        let model_version = model_version.to_string();
         let thread = std::thread::Builder::new().name("cluster-catalog".into()).spawn(move || {
-            // Offsets are saved when the topic goes quiet (or every 256 records), not per record.
-            let mut unsaved = 0usize;
             while !s.load(Ordering::Relaxed) {
-                let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
-                    if unsaved > 0 {
-                        save(&path, &offsets);
-                        unsaved = 0;
-                    }
-                    continue;
-                };
-                let msg = match msg {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "catalogue topic read failed (retrying)");
-                        continue;
-                    }
-                };
-                let id = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
-                let (p, off) = (msg.partition(), msg.offset());
-                match apply(&gallery, &model_version, &id, msg.payload()) {
-                    Ok(true) => {
-                        metrics.catalog_applied.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(false) => {}
-                    Err(reason) => {
-                        metrics.catalog_refused.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(product = %id, partition = p, offset = off, %reason, "catalogue record refused");
-                    }
-                }
-                offsets.next.insert(p, off + 1);
-                unsaved += 1;
-                if unsaved >= 256 {
-                    save(&path, &offsets);
-                    unsaved = 0;
-                }
+                reader.poll(Duration::from_millis(200));
             }
-            if unsaved > 0 {
-                save(&path, &offsets);
-            }
+            reader.save();
         })?;
         Ok(CatalogFollower { stop, thread: Some(thread) })
     }
@@ -192,6 +166,83 @@ impl CatalogFollower {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// The catalogue consumer and where it got to.
+struct Reader {
+    consumer: BaseConsumer,
+    path: PathBuf,
+    offsets: Offsets,
+    /// Records applied since the offsets were last saved: they are saved when the topic goes quiet (or
+    /// every 256 records), not per record.
+    unsaved: usize,
+    gallery: Arc<GalleryControl>,
+    model_version: String,
+    metrics: Arc<ClusterMetrics>,
+}
+
+impl Reader {
+    /// Before the worker joins the group and runs streams: applies the records up to the topic's end as of
+    /// start (`highs`), so that a worker that starts late does not match with yesterday's gallery. Ends
+    /// at the end, after 2 s without a record (a compacted-away tail), or after 30 s (with a warning).
+    fn catch_up(&mut self, highs: &BTreeMap<i32, i64>) {
+        let started = Instant::now();
+        let mut quiet_since = Instant::now();
+        let behind = |o: &Offsets| highs.iter().filter(|(p, h)| o.next.get(p).copied().unwrap_or(0) < **h).count();
+        while behind(&self.offsets) > 0 {
+            if self.poll(Duration::from_millis(200)) {
+                quiet_since = Instant::now();
+            } else if quiet_since.elapsed() >= Duration::from_secs(2) {
+                break;
+            }
+            if started.elapsed() >= Duration::from_secs(30) {
+                tracing::warn!(partitions_behind = behind(&self.offsets), "catalogue not caught up after 30 s: streams start on the gallery as it is, the rest follows");
+                break;
+            }
+        }
+        self.save();
+        tracing::info!(took_ms = started.elapsed().as_millis() as u64, applied = self.metrics.catalog_applied.load(Ordering::Relaxed), "catalogue caught up");
+    }
+
+    /// Reads and applies at most one record; `false` when none came within `timeout`.
+    fn poll(&mut self, timeout: Duration) -> bool {
+        let msg = match self.consumer.poll(timeout) {
+            None => {
+                self.save();
+                return false;
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "catalogue topic read failed (retrying)");
+                return false;
+            }
+            Some(Ok(m)) => m,
+        };
+        let id = String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned();
+        let (p, off) = (msg.partition(), msg.offset());
+        match apply(&self.gallery, &self.model_version, &id, msg.payload()) {
+            Ok(true) => {
+                self.metrics.catalog_applied.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(false) => {}
+            Err(reason) => {
+                self.metrics.catalog_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(product = %id, partition = p, offset = off, %reason, "catalogue record refused");
+            }
+        }
+        self.offsets.next.insert(p, off + 1);
+        self.unsaved += 1;
+        if self.unsaved >= 256 {
+            self.save();
+        }
+        true
+    }
+
+    fn save(&mut self) {
+        if self.unsaved > 0 {
+            save(&self.path, &self.offsets);
+            self.unsaved = 0;
         }
     }
 }
