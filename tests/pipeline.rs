@@ -118,7 +118,10 @@ fn a_file_stream_cannot_slow_live_streams_or_hold_up_their_end() {
         // Its speech audio is not crowded out by the file's either (the VAD serves live audio first).
         assert_eq!(n(&after, "audio_dropped"), n(&before[i], "audio_dropped"), "{id} lost audio next to a file: {after}");
         assert!(gained as f64 >= 0.95 * baseline[i] * secs - 1.0, "{id} slowed down: {report:?}\n{after}\n{}", svc.log());
-        assert!(processed + 2 >= gained, "{id} fell behind in the encoder: {report:?}");
+        // In flight at the snapshot, at 1 keyframe/s: one in the ingest channel, one in the stream's encoder
+        // queue, one in the batch being encoded (a batch with region passes takes up to ~1 s on a loaded
+        // machine; a previous run was 3 behind). A starved stream would be tens behind, or expire frames.
+        assert!(processed + 3 >= gained, "{id} fell behind in the encoder: {report:?}");
     }
     eprintln!("file of {} keyframes next to live streams: {report:?}; removed stream closed in {closed_after:?}", n(&file, "keyframes"));
     let expired = svc.metric("livesku_discarded_total{stage=\"encoder\",reason=\"expired\"}");
