@@ -122,12 +122,13 @@ fn rows_added_after_the_dump_are_found_after_reload() {
     let ann = s.ann().unwrap();
     assert_eq!((ann.rows(), ann.persisted_rows()), (3100, 3000), "100 new rows (< 5 %) are inserted, not written");
     assert_eq!(f.inode(), inode);
-    // HNSW, not exact: one or two of the newcomers may be missed as their own top-1 (USearch inserts in
-    // parallel; 1 of 100 seen in 1 of 5 runs).
+    // HNSW, not exact: a newcomer may be missed as its own top-1. Run-time inserts go in one by one
+    // (src/gallery/ann.rs, SEQUENTIAL_INSERTS): 100 of 100 in 12 of 12 runs; in parallel 97-100.
     let found = |s: &Searcher, rows: &[usize], vectors: &[Vec<f32>]| {
         rows.iter().zip(vectors).filter(|(row, v)| s.search(v, 1)[0][0].row == **row).count()
     };
-    assert!(found(&s, &new_rows, &extra) >= 98, "new rows found after reload");
+    let n_found = found(&s, &new_rows, &extra);
+    assert!(n_found >= 99, "new rows found after reload: {n_found} of 100");
     assert!(s.search(&f.vectors[10], 5)[0].iter().all(|h| h.row != 10), "removed rows stay filtered");
     drop(s);
 
