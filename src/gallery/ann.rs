@@ -52,11 +52,11 @@ pub(super) fn options(dim: usize, params: &HnswParams) -> IndexOptions {
 const INSERT_SLICE: usize = 256;
 
 /// Run-time inserts of up to this many rows go in one after another. Rows inserted at the same time cannot
-/// link to each other, and after the build no later rows come to repair that: a new category added in
-/// parallel was missed as its own top-1 more often (tests/ann_persist.rs, 100 rows of 10 new clusters
-/// into 3,000: in parallel 100 found in 9 of 12 runs, 99 in 3, 97 once in CI; one by one 100 in 12 of 12;
-/// the 1M bench's new category, in parallel: 936 of 1,000). One by one costs about 2x the time of two threads
-/// (1,000 rows into 1M: 0.19 s in parallel). The build and larger batches (a reload's catch-up) stay parallel.
+/// link to each other, and after the build no later rows come to repair that. Measured (BENCHMARKS.md,
+/// issue 15 third session): 100 rows of 10 new clusters into 3,000 (tests/ann_persist.rs) all found as
+/// their own top-1 in 12 of 12 runs one by one, 97-100 in parallel; 1,000 rows near existing ones into
+/// 200k: 1000/1000 one by one (3 runs) against 996-998 in parallel, in 0.11-0.14 s against 0.06-0.08 s.
+/// The build and larger batches (a reload's catch-up) stay parallel.
 const SEQUENTIAL_INSERTS: usize = 4096;
 
 /// Threads an insert uses: rayon's pool.
