@@ -236,7 +236,8 @@ fn handover_gaps(events: &[Value], streams: &[String], since: &str, done: impl F
 /// episodes with `end_reason: "handover"`, one that `to` accepts runs it (an appearance), and there the first
 /// appearance of each handed-over product continues that product's episode. With `must_continue` at least
 /// one does; the rocket stream may not, since it flips between the rocket and its look-alike (the sport
-/// bike), and a product that does not come back has nothing to continue.
+/// bike): a product that does not come back has nothing to continue, and at the moment of the handover
+/// neither may have been on (then only the new owner's appearance is required).
 fn handed_over(after: &[&Value], from: impl Fn(&str) -> bool, to: impl Fn(&str) -> bool, must_continue: bool) -> bool {
     let worker = |e: &Value| e["worker"].as_str().unwrap_or_default().to_string();
     let product = |e: &Value| e["product_id"].as_str().unwrap_or_default().to_string();
@@ -254,7 +255,7 @@ fn handed_over(after: &[&Value], from: impl Fn(&str) -> bool, to: impl Fn(&str) 
     let continues = |e: &Value| {
         ended.get(&product(e)).map(|ep| e["start_reason"] == "handover" && e["continues"].as_str() == Some(ep.as_str()))
     };
-    !ended.is_empty()
+    (!ended.is_empty() || !must_continue)
         && !firsts.is_empty()
         && firsts.iter().all(|e| continues(e) != Some(false))
         && (!must_continue || firsts.iter().any(|e| continues(e) == Some(true)))
@@ -521,14 +522,25 @@ fn a_worker_group_shares_streams_survives_a_dead_worker_and_shares_the_catalogue
     let run = run_livesku(&["streams", "remove", "--brokers", &g.broker.brokers(), "rocket"], Duration::from_secs(30));
     assert!(run.success, "{}", run.stderr);
     wait_until(Duration::from_secs(20), "the rocket stream stopped", || (!ownership(&workers).contains_key("rocket")).then_some(()));
-    let ends: Vec<Value> = all_events(&refs(&workers))
-        .into_iter()
-        .filter(|e| e["stream_id"] == "rocket" && e["emitted_at"].as_str().unwrap() > removed_utc.as_str())
-        .collect();
-    assert!(
-        ends.iter().any(|e| e["type"] == "product.disappeared" && e["end_reason"].is_null()),
-        "the removed stream's episode ends as an ordinary end: {ends:#?}"
-    );
+    // Each episode open at the removal ends as an ordinary end (the events file may get it a moment after
+    // the stream has left GET /cluster). Which products are open then is the tracker's business: the stream
+    // flips between the rocket and its look-alike.
+    let rocket = |e: &Value| e["stream_id"] == "rocket";
+    let before = all_events(&refs(&workers));
+    let mut open: BTreeMap<String, bool> = BTreeMap::new();
+    for e in before.iter().filter(|e| rocket(e) && e["emitted_at"].as_str().unwrap() <= removed_utc.as_str()) {
+        open.insert(e["episode_id"].as_str().unwrap().to_string(), e["type"] != "product.disappeared");
+    }
+    let open: Vec<String> = open.into_iter().filter(|(_, o)| *o).map(|(id, _)| id).collect();
+    println!("rocket removed with {} open episode(s)", open.len());
+    wait_for(Duration::from_secs(20), "the removed stream's episodes end as ordinary ends", || {
+        let ends: Vec<Value> = all_events(&refs(&workers))
+            .into_iter()
+            .filter(|e| rocket(e) && e["emitted_at"].as_str().unwrap() > removed_utc.as_str())
+            .collect();
+        let ended = |id: &String| ends.iter().any(|e| e["episode_id"] == *id && e["type"] == "product.disappeared" && e["end_reason"].is_null());
+        if open.iter().all(ended) { Ok(()) } else { Err(format!("open: {open:?}, events since: {ends:#?}")) }
+    });
 
     // Never two at once: in the workers' reports, and in the events.
     for w in workers.values() {
